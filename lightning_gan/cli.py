@@ -1,0 +1,70 @@
+"""The command line: ``python -m lightning_gan {fit,validate,test,predict} --config configs/....yaml``.
+
+A ``LightningCLI``: constructor signatures are the config schema, so every YAML key is an ``__init__``
+argument of the model, the data module or the Trainer, and unknown keys are rejected by jsonargparse.
+"""
+
+from __future__ import annotations
+
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+
+import lightning_gan.datamodules  # noqa: F401  (registers the data modules as subclasses for class_path lookup)
+import lightning_gan.models  # noqa: F401
+import lightning_gan.networks  # noqa: F401
+
+__all__ = ["LightningGANCLI", "main"]
+
+
+class LightningGANCLI(LightningCLI):
+    """LightningCLI with the project's defaults: CSV logs under ``runs/``, rich console, test after fit."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="after `fit`, run `test` with the best checkpoint (or the last weights) and print the test metrics",
+        )
+        parser.set_defaults(
+            {
+                "trainer.logger": {
+                    "class_path": "lightning.pytorch.loggers.CSVLogger",
+                    "init_args": {"save_dir": "runs", "name": "lightning_gan"},
+                },
+                "trainer.callbacks": [
+                    {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
+                    {"class_path": "lightning.pytorch.callbacks.RichModelSummary"},
+                ],
+            }
+        )
+
+    def after_fit(self) -> None:
+        if not self.config[self.subcommand].get("test_after_fit"):
+            return
+        has_best = self.trainer.checkpoint_callback is not None and self.trainer.checkpoint_callback.best_model_path
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if has_best else None)
+
+
+def main(args: list[str] | None = None, run: bool = True) -> LightningGANCLI:
+    """Run the CLI (``args`` as on the command line; default ``sys.argv[1:]``).
+
+    With ``run=False`` there is no subcommand: the config is parsed and the model, data module and
+    trainer are built, for scripts that drive the trainer themselves.
+    """
+    return LightningGANCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,  # each model builds its own two optimizers from optimizer_d/optimizer_g
+        args=args,
+        run=run,
+    )
+
+
+# referenced so that `--print_config` can resolve the defaults above
+_DEFAULTS = (CSVLogger, RichProgressBar, RichModelSummary)
