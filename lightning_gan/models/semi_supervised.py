@@ -129,7 +129,7 @@ class SemiSupervisedGAN(LightningModule):
     def initialize(self, images: Tensor) -> None:
         """Data-dependent initialisation of D on real ``images``; restarts the EMA from the result.
 
-        Runs D in training mode (noise on), as openai/improved-gan does. Called once by :meth:`setup`
+        Runs D in training mode (noise on), as openai/improved-gan does. Called once by :meth:`on_fit_start`
         with the data module's ``init_batch()`` (500 images) unless the model is already initialised.
         """
         was_training = self.discriminator.training
@@ -140,10 +140,13 @@ class SemiSupervisedGAN(LightningModule):
         self.initialized.fill_(True)
 
     def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
-        self._check_compatible(datamodule)
-        if stage != "fit" or bool(self.initialized) or self.trainer.ckpt_path is not None:
-            return  # a resumed run gets its initialised weights from the checkpoint
+        self._check_compatible(self.trainer.datamodule)
+
+    def on_fit_start(self) -> None:
+        """Data-dependent init, once: a resumed run has ``initialized`` (and the weights) from its checkpoint."""
+        if bool(self.initialized):
+            return
+        datamodule = self.trainer.datamodule
         if not callable(getattr(datamodule, "init_batch", None)):
             raise RuntimeError(
                 "SemiSupervisedGAN needs real images for the data-dependent initialisation of the discriminator: "
@@ -151,6 +154,10 @@ class SemiSupervisedGAN(LightningModule):
                 "model.initialize(images) before trainer.fit"
             )
         self.initialize(datamodule.init_batch())
+        if self.trainer.world_size > 1:  # every rank must start from rank 0's initialisation
+            state = self.trainer.strategy.broadcast({k: v.cpu() for k, v in self.discriminator.state_dict().items()})
+            self.discriminator.load_state_dict(state)
+            self.ema_discriminator.restart(self.discriminator)
 
     def _check_compatible(self, datamodule: Any) -> None:
         for attr in ("num_classes", "image_shape"):
@@ -182,9 +189,9 @@ class SemiSupervisedGAN(LightningModule):
             logits = self.discriminator(torch.cat([x_lab, x_unl, x_fake]))  # [B_l + 2B, K]
             logits_lab, logits_unl, logits_fake = logits.split([n_lab, n_unl, n_unl])
             d_loss = ssl_discriminator_loss(logits_lab, y_lab, logits_unl, logits_fake, self.unsupervised_weight)
-            opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss.total)
             opt_d.step()
+            opt_d.zero_grad(set_to_none=True)  # the G step must find no D gradients
             self.ema_discriminator.update(self.discriminator)
 
         # --- G step: feature matching against a second unlabelled batch ---
@@ -194,9 +201,9 @@ class SemiSupervisedGAN(LightningModule):
                 real_features = self.discriminator.features(x_unl_g)  # [B, F]
             fake_features = self.discriminator.features(x_fake)  # [B, F]
             g_loss = feature_matching_loss(real_features, fake_features, p=self.feature_matching_p)
-            opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             opt_g.step()
+            opt_g.zero_grad(set_to_none=True)
 
         with torch.no_grad():
             stats = torch.stack(

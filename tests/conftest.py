@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_gan.datamodules import InMemorySemiSupervised
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def mnist_dir() -> Path | None:
+    """Folder holding MNIST/raw: $LIGHTNING_GAN_DATA, else ../shared/data next to the checkout."""
+    for candidate in (os.environ.get("LIGHTNING_GAN_DATA"), SHARED_DATA):
+        if candidate and (Path(candidate) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+            return Path(candidate)
+    return None
+
+
+requires_mnist = pytest.mark.skipif(
+    mnist_dir() is None, reason="MNIST not found: set LIGHTNING_GAN_DATA to a folder holding MNIST/raw"
+)
+
+
+def synthetic_digits(n: int, num_classes: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random 28x28 images whose class is a bright horizontal band at a class-specific height."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % num_classes
+    x = 0.3 * torch.rand(n, 1, 28, 28, generator=g)
+    band = 28 // num_classes
+    for c in range(num_classes):
+        x[y == c, :, c * band : (c + 1) * band, :] += 0.6
+    return x.clamp(0, 1), y
+
+
+@pytest.fixture
+def tiny_datamodule() -> InMemorySemiSupervised:
+    x, y = synthetic_digits(300)
+    xt, yt = synthetic_digits(90, seed=1)
+    return InMemorySemiSupervised(x, y, xt, yt, num_labelled=9, val_size=30, batch_size=30, init_size=60)

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from lightning_gan.datamodules import SemiSupervisedMNIST
+from lightning_gan.models import SemiSupervisedGAN
+from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
+from tests.conftest import mnist_dir, requires_mnist
+
+
+def make_model(num_classes: int = 3, **kwargs) -> SemiSupervisedGAN:
+    return SemiSupervisedGAN(MNISTGenerator(noise_dim=20), MNISTDiscriminator(num_classes=num_classes), **kwargs)
+
+
+def make_trainer(tmp_path, max_steps: int, **kwargs) -> Trainer:
+    kwargs.setdefault("logger", False)
+    kwargs.setdefault("enable_checkpointing", False)
+    return Trainer(
+        max_steps=max_steps,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
+
+
+@torch.no_grad()
+def error_rate(model: SemiSupervisedGAN, x: torch.Tensor, y: torch.Tensor, ema: bool = False) -> float:
+    model.eval()
+    net = model.ema_discriminator if ema else model.discriminator
+    return (net(x).argmax(1) != y).float().mean().item()
+
+
+def test_learns_synthetic_classes_from_nine_labels(tmp_path, tiny_datamodule):
+    seed_everything(0)
+    model = make_model()
+    trainer = make_trainer(tmp_path, max_steps=2 * 60, limit_val_batches=0)
+    trainer.fit(model, datamodule=tiny_datamodule)
+    assert trainer.global_step == 120  # Lightning counts the D and the G step: 2 per iteration
+    tiny_datamodule.setup("test")
+    x, y = tiny_datamodule._test
+    assert error_rate(model, x, y) < 0.2  # chance is 2/3
+
+
+class GradientIsolation(Callback):
+    """Checks, just before each optimizer step, that the other player's parameters got no gradient."""
+
+    def __init__(self) -> None:
+        self.checked = {"d": 0, "g": 0}
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        opt_d, _ = pl_module.optimizers()
+        is_d = optimizer is opt_d.optimizer or optimizer is opt_d
+        other = pl_module.generator if is_d else pl_module.discriminator
+        assert all(p.grad is None or not p.grad.any() for p in other.parameters())
+        mine = pl_module.discriminator if is_d else pl_module.generator
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in mine.parameters())
+        self.checked["d" if is_d else "g"] += 1
+
+
+def test_each_step_updates_only_its_own_player(tmp_path, tiny_datamodule):
+    seed_everything(0)
+    iso = GradientIsolation()
+    trainer = make_trainer(tmp_path, max_steps=2 * 3, limit_val_batches=0, callbacks=[iso])
+    trainer.fit(make_model(), datamodule=tiny_datamodule)
+    assert iso.checked == {"d": 3, "g": 3}
+
+
+def test_ema_starts_at_the_initialised_discriminator_and_follows_it(tiny_datamodule):
+    model = make_model(ema_decay=0.9)
+    tiny_datamodule.setup("fit")
+    model.initialize(tiny_datamodule.init_batch())
+    for a, b in zip(model.ema_discriminator.module.parameters(), model.discriminator.parameters()):
+        assert torch.equal(a, b)
+    before = [p.clone() for p in model.ema_discriminator.module.parameters()]
+    with torch.no_grad():
+        for p in model.discriminator.parameters():
+            p.add_(1.0)
+    model.ema_discriminator.update(model.discriminator)
+    # second sample with bias correction: weight (1 - 0.9) / (1 - 0.81) = 1/1.9 on the new weights
+    for a, b in zip(model.ema_discriminator.module.parameters(), before):
+        torch.testing.assert_close(a, b + 1.0 / 1.9)
+
+
+def test_checkpoint_round_trip_and_resume_without_reinitialising(tmp_path, tiny_datamodule, monkeypatch):
+    seed_everything(0)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    model = make_model()
+    make_trainer(tmp_path, max_steps=2 * 4, limit_val_batches=0, enable_checkpointing=True, callbacks=[ckpt]).fit(
+        model, datamodule=tiny_datamodule
+    )
+    path = tmp_path / "ckpt" / "last.ckpt"
+    loaded = SemiSupervisedGAN.load_from_checkpoint(
+        path, generator=MNISTGenerator(noise_dim=20), discriminator=MNISTDiscriminator(num_classes=3)
+    )
+    assert bool(loaded.initialized) and loaded.hparams.ema_decay == 0.9999
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert int(loaded.ema_discriminator.n_averaged) == 5  # the init sample + 4 D steps
+
+    resumed = make_model()
+    monkeypatch.setattr(resumed, "initialize", lambda *_: pytest.fail("re-initialised on resume"))
+    trainer = make_trainer(tmp_path, max_steps=2 * 6, limit_val_batches=0)
+    trainer.fit(resumed, datamodule=tiny_datamodule, ckpt_path=path)
+    assert trainer.global_step == 12 and int(resumed.ema_discriminator.n_averaged) == 7
+
+
+def test_clear_errors_for_mismatched_networks_and_missing_init_data(tmp_path, tiny_datamodule):
+    with pytest.raises(ValueError, match="num_classes=3 but the discriminator MNISTDiscriminator was built for num_classes=10"):
+        make_trainer(tmp_path, max_steps=2).fit(make_model(num_classes=10), datamodule=tiny_datamodule)
+    with pytest.raises(TypeError, match="has no sample_noise"):
+        SemiSupervisedGAN(torch.nn.Linear(2, 2), MNISTDiscriminator())
+    loaders = tiny_datamodule
+    loaders.setup("fit")
+    with pytest.raises(RuntimeError, match="call model.initialize"):
+        make_trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(make_model(), train_dataloaders=loaders.train_dataloader())
+
+
+def test_validation_and_test_log_raw_and_ema_errors(tmp_path, tiny_datamodule):
+    seed_everything(0)
+    model = make_model()
+    trainer = make_trainer(tmp_path, max_steps=-1, max_epochs=1)  # 9 iterations, then validation
+    trainer.fit(model, datamodule=tiny_datamodule)
+    assert {"val/error", "val/error_ema", "train/d_loss_unl_epoch", "train/g_loss_fm_epoch"} <= set(trainer.callback_metrics)
+    (result,) = trainer.test(model, datamodule=tiny_datamodule, verbose=False)
+    tiny_datamodule.setup("test")
+    x, y = tiny_datamodule._test
+    assert result["test/error"] == pytest.approx(error_rate(model, x, y), abs=1e-6)
+    assert result["test/error_ema"] == pytest.approx(error_rate(model, x, y, ema=True), abs=1e-6)
+
+
+@requires_mnist
+def test_learns_mnist_from_100_labels(tmp_path):
+    """Seeded learning test on real MNIST: 250 iterations with 100 labels, far below the 90 % chance error."""
+    seed_everything(1)
+    start = time.perf_counter()
+    dm = SemiSupervisedMNIST(data_dir=str(mnist_dir()), num_labelled=100, label_seed=1, val_size=0)
+    model = SemiSupervisedGAN(MNISTGenerator(), MNISTDiscriminator())
+    make_trainer(tmp_path, max_steps=2 * 250).fit(model, datamodule=dm)
+    dm.setup("test")
+    x, y = dm._test
+    error = error_rate(model, x[:5000], y[:5000])
+    print(f"MNIST-100 after 250 iterations: raw test error {error:.3f}, {time.perf_counter() - start:.0f} s")
+    assert error < 0.4
