@@ -43,7 +43,9 @@ class TestErrorPerEpoch(Callback):
             wrong["raw"] += int((pl_module.discriminator(x).argmax(1) != y).sum())
             wrong["ema"] += int((pl_module.ema_discriminator(x).argmax(1) != y).sum())
         pl_module.train(was_training)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("_epoch") or k.startswith("val/")}
+        metrics = {
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("_epoch") or k.startswith("val/")
+        }
         row = {
             "seed": self.seed,
             "epoch": trainer.current_epoch,

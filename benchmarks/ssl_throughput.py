@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     images_per_s = timer.timed * args.batch_size / seconds
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     iters_per_epoch = 55000 // args.batch_size  # the default 5,000-image validation hold-out
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, data: {'synthetic' if args.synthetic else 'MNIST'}")
+    data = "synthetic" if args.synthetic else "MNIST"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, data: {data}")
     print(f"timed_iterations={timer.timed} seconds={seconds:.2f} ms_per_iteration={1000 * per_iter:.1f}")
     print(f"seconds_per_epoch={per_iter * iters_per_epoch:.1f} ({iters_per_epoch} iterations)")
     print(f"peak_rss_mb={peak_rss_mb:.1f}")

@@ -107,7 +107,8 @@ def data_dependent_init(network: nn.Module, x: Tensor, init_scale: float = 1.0) 
         >>> x = torch.randn(64, 5)
         >>> data_dependent_init(net, x)
         >>> pre = net[0](x)
-        >>> torch.allclose(pre.mean(0), torch.zeros(4), atol=1e-5), torch.allclose(pre.std(0, unbiased=False), torch.ones(4))
+        >>> std = pre.std(0, unbiased=False)
+        >>> torch.allclose(pre.mean(0), torch.zeros(4), atol=1e-5), torch.allclose(std, torch.ones(4))
         (True, True)
     """
 

@@ -16,7 +16,12 @@ from lightning_gan.datamodules.semi_supervised import SemiSupervisedDataModule, 
 
 __all__ = ["SemiSupervisedMNIST"]
 
-MNIST_RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+MNIST_RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 class SemiSupervisedMNIST(SemiSupervisedDataModule):

@@ -30,7 +30,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_gan.datamodules.splits import LabelSplit, as_long_tensor, select_labelled, select_validation
 
-__all__ = ["InMemorySemiSupervised", "LabelledImages", "SemiSupervisedDataModule", "UnlabelledImages", "default_data_dir"]
+__all__ = [
+    "InMemorySemiSupervised",
+    "LabelledImages",
+    "SemiSupervisedDataModule",
+    "UnlabelledImages",
+    "default_data_dir",
+]
 
 LABEL_SPLIT_FILENAME = "label_split.json"
 

@@ -168,7 +168,8 @@ class LabelSplit:
         """Raise if this split was made for other targets (another dataset or another version of it)."""
         if targets_hash(targets) != self.targets_sha256:
             raise ValueError(
-                f"the label split was made for dataset {self.dataset!r} with targets hash {self.targets_sha256[:12]}..., "
+                f"the label split was made for dataset {self.dataset!r} "
+                f"with targets hash {self.targets_sha256[:12]}..., "
                 f"which does not match the training targets here ({targets_hash(targets)[:12]}...); "
                 "use a split saved from this dataset or drop label_split to draw a new one"
             )

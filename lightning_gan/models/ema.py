@@ -77,5 +77,5 @@ class EMA(AveragedModel):
     def update(self, model: nn.Module) -> None:
         """One averaging step towards ``model``; buffers (e.g. BN statistics) follow ``model``."""
         self.update_parameters(model)
-        for mine, theirs in zip(self.module.buffers(), model.buffers()):
+        for mine, theirs in zip(self.module.buffers(), model.buffers(), strict=True):
             mine.copy_(theirs)

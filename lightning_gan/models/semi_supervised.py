@@ -106,7 +106,10 @@ class SemiSupervisedGAN(LightningModule):
     ) -> None:
         super().__init__()
         _save_hyperparameters(self, ("generator", "discriminator"))
-        for name, net, method in (("generator", generator, "sample_noise"), ("discriminator", discriminator, "features")):
+        for name, net, method in (
+            ("generator", generator, "sample_noise"),
+            ("discriminator", discriminator, "features"),
+        ):
             if not callable(getattr(net, method, None)):
                 raise TypeError(f"{name} {type(net).__name__} has no {method}() method, which SemiSupervisedGAN needs")
         if feature_matching_p not in (1, 2):
@@ -233,7 +236,9 @@ class SemiSupervisedGAN(LightningModule):
         if (batch_idx + 1) % max(1, self.trainer.log_every_n_steps) != 0 and not last:
             return
         means = self._window_sum / self._window_len
-        self.log_dict(dict(zip(TRAIN_STATS, means)), on_step=True, on_epoch=True, batch_size=self._window_len)
+        self.log_dict(
+            dict(zip(TRAIN_STATS, means, strict=True)), on_step=True, on_epoch=True, batch_size=self._window_len
+        )
         self.log("g_fm", means[TRAIN_STATS.index("train/g_loss_fm")], prog_bar=True, logger=False)
         self._window_sum, self._window_len = None, 0
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch  # noqa: F401  (used by the module doctest)
 
-from lightning_gan.networks.registry import NETWORKS, build_net, register_net
 from lightning_gan.networks.mlp import MNISTDiscriminator, MNISTGenerator
+from lightning_gan.networks.registry import NETWORKS, build_net, register_net
 
 __all__ = ["NETWORKS", "MNISTDiscriminator", "MNISTGenerator", "build_net", "register_net"]

@@ -1,5 +1,6 @@
-"""The fully connected MNIST networks of Salimans et al. 2016 (section 5.1, openai/improved-gan
-``train_mnist_feature_matching.py``).
+"""The fully connected MNIST networks of Salimans et al. 2016, section 5.1.
+
+As in openai/improved-gan ``train_mnist_feature_matching.py``:
 
 Generator:     z ~ U(0,1)^100 -> Linear 500 -> BN (shift, no scale) -> softplus -> Linear 500 -> BN -> softplus
                -> weight-normalised Linear 784 -> sigmoid (pixels in [0, 1]).
@@ -109,10 +110,12 @@ class MNISTDiscriminator(nn.Module):
         self.image_shape = tuple(image_shape)
         dims = [math.prod(self.image_shape), *hidden_dims]
         blocks: list[nn.Module] = []
-        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
             noise = GaussianNoise(input_noise if i == 0 else hidden_noise)
             blocks.append(
-                nn.Sequential(noise, weight_norm_linear(d_in, d_out, weight_std=weight_std, train_scale=False), nn.ReLU())
+                nn.Sequential(
+                    noise, weight_norm_linear(d_in, d_out, weight_std=weight_std, train_scale=False), nn.ReLU()
+                )
             )
         self.hidden = nn.Sequential(*blocks)  # output: the feature-matching features
         self.head = nn.Sequential(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -17,7 +18,9 @@ def register_net(name: str) -> Callable[[T], T]:
     def decorator(cls: T) -> T:
         old = NETWORKS.get(name)
         if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise ValueError(f"network {name!r} is already registered to {old.__module__}.{old.__qualname__}, not {cls.__module__}")
+            raise ValueError(
+                f"network {name!r} is already registered to {old.__module__}.{old.__qualname__}, not {cls.__module__}"
+            )
         NETWORKS[name] = cls
         return cls
 

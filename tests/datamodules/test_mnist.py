@@ -66,7 +66,9 @@ def test_split_is_written_to_the_run_directory_and_can_be_reused(tmp_path):
     saved = json.loads((tmp_path / "label_split.json").read_text())
     assert saved["dataset"] == "MNIST" and saved["seed"] == 4 and sorted(saved["per_class_counts"].values()) == [2] * 10
     assert saved["labelled_indices"] == dm.labelled_indices.tolist() and len(saved["targets_sha256"]) == 64
-    again = SemiSupervisedMNIST(data_dir=str(mnist_dir()), label_seed=99, label_split=str(tmp_path / "label_split.json"))
+    again = SemiSupervisedMNIST(
+        data_dir=str(mnist_dir()), label_seed=99, label_split=str(tmp_path / "label_split.json")
+    )
     again.setup("fit")
     assert torch.equal(again.labelled_indices, dm.labelled_indices)
     assert torch.equal(again.validation_indices, dm.validation_indices)

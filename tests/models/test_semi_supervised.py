@@ -76,7 +76,7 @@ def test_ema_starts_at_the_initialised_discriminator_and_follows_it(tiny_datamod
     model = make_model(ema_decay=0.9)
     tiny_datamodule.setup("fit")
     model.initialize(tiny_datamodule.init_batch())
-    for a, b in zip(model.ema_discriminator.module.parameters(), model.discriminator.parameters()):
+    for a, b in zip(model.ema_discriminator.module.parameters(), model.discriminator.parameters(), strict=True):
         assert torch.equal(a, b)
     before = [p.clone() for p in model.ema_discriminator.module.parameters()]
     with torch.no_grad():
@@ -84,7 +84,7 @@ def test_ema_starts_at_the_initialised_discriminator_and_follows_it(tiny_datamod
             p.add_(1.0)
     model.ema_discriminator.update(model.discriminator)
     # second sample with bias correction: weight (1 - 0.9) / (1 - 0.81) = 1/1.9 on the new weights
-    for a, b in zip(model.ema_discriminator.module.parameters(), before):
+    for a, b in zip(model.ema_discriminator.module.parameters(), before, strict=True):
         torch.testing.assert_close(a, b + 1.0 / 1.9)
 
 
@@ -100,7 +100,7 @@ def test_checkpoint_round_trip_and_resume_without_reinitialising(tmp_path, tiny_
         path, generator=MNISTGenerator(noise_dim=20), discriminator=MNISTDiscriminator(num_classes=3)
     )
     assert bool(loaded.initialized) and loaded.hparams.ema_decay == 0.9999
-    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert int(loaded.ema_discriminator.n_averaged) == 5  # the init sample + 4 D steps
 
@@ -112,14 +112,18 @@ def test_checkpoint_round_trip_and_resume_without_reinitialising(tmp_path, tiny_
 
 
 def test_clear_errors_for_mismatched_networks_and_missing_init_data(tmp_path, tiny_datamodule):
-    with pytest.raises(ValueError, match="num_classes=3 but the discriminator MNISTDiscriminator was built for num_classes=10"):
+    with pytest.raises(
+        ValueError, match="num_classes=3 but the discriminator MNISTDiscriminator was built for num_classes=10"
+    ):
         make_trainer(tmp_path, max_steps=2).fit(make_model(num_classes=10), datamodule=tiny_datamodule)
     with pytest.raises(TypeError, match="has no sample_noise"):
         SemiSupervisedGAN(torch.nn.Linear(2, 2), MNISTDiscriminator())
     loaders = tiny_datamodule
     loaders.setup("fit")
     with pytest.raises(RuntimeError, match="call model.initialize"):
-        make_trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(make_model(), train_dataloaders=loaders.train_dataloader())
+        make_trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(
+            make_model(), train_dataloaders=loaders.train_dataloader()
+        )
 
 
 def test_validation_and_test_log_raw_and_ema_errors(tmp_path, tiny_datamodule):
@@ -127,7 +131,9 @@ def test_validation_and_test_log_raw_and_ema_errors(tmp_path, tiny_datamodule):
     model = make_model()
     trainer = make_trainer(tmp_path, max_steps=-1, max_epochs=1)  # 9 iterations, then validation
     trainer.fit(model, datamodule=tiny_datamodule)
-    assert {"val/error", "val/error_ema", "train/d_loss_unl_epoch", "train/g_loss_fm_epoch"} <= set(trainer.callback_metrics)
+    assert {"val/error", "val/error_ema", "train/d_loss_unl_epoch", "train/g_loss_fm_epoch"} <= set(
+        trainer.callback_metrics
+    )
     (result,) = trainer.test(model, datamodule=tiny_datamodule, verbose=False)
     tiny_datamodule.setup("test")
     x, y = tiny_datamodule._test

@@ -1,0 +1,88 @@
+"""Plot and summarise the per-epoch test errors written by ``mnist_ssl_reproduction.py``.
+
+    python benchmarks/plot_reproduction.py [--results benchmarks/results] [--stem mnist_ssl_100_n100]
+
+Writes ``<stem>_error_vs_epoch.png``, ``<stem>_error_vs_time.png`` and ``<stem>_summary.md`` next to the
+JSON lines, and prints the summary table (last-epoch EMA test errors of 10,000 per seed, mean +- std).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+PAPER = {20: "1677 +- 452", 50: "221 +- 136", 100: "93 +- 6.5", 200: "90 +- 4.2"}
+
+
+def read(results: Path, stem: str) -> dict[int, list[dict]]:
+    runs = {}
+    for path in sorted(results.glob(f"{stem}_seed*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if rows:
+            runs[rows[0]["seed"]] = rows
+    if not runs:
+        raise FileNotFoundError(
+            f"no {stem}_seed*.jsonl files in {results}; run benchmarks/mnist_ssl_reproduction.py first"
+        )
+    return runs
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--stem", default="mnist_ssl_100_n100")
+    args = parser.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = Path(args.results)
+    runs = read(results, args.stem)
+    for x_key, xlabel, suffix in (("epoch", "epoch", "epoch"), ("wall_s", "wall-clock hours", "time")):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for seed, rows in runs.items():
+            xs = [r[x_key] / (3600 if x_key == "wall_s" else 1) for r in rows]
+            ax.plot(xs, [r["test_errors_ema"] / 100 for r in rows], label=f"seed {seed} EMA")
+            ax.plot(xs, [r["test_errors_raw"] / 100 for r in rows], ls=":", alpha=0.6, label=f"seed {seed} raw")
+        ax.axhline(0.93, color="k", ls="--", lw=1, label="paper 0.93 %")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("MNIST test error (%)")
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3, which="both")
+        fig.tight_layout()
+        fig.savefig(results / f"{args.stem}_error_vs_{suffix}.png", dpi=110)
+        plt.close(fig)
+    final = {seed: rows[-1]["test_errors_ema"] for seed, rows in runs.items()}
+    best = {seed: min(r["test_errors_ema"] for r in rows) for seed, rows in runs.items()}
+    values = list(final.values())
+    summary = {
+        "final_ema_errors": final,
+        "best_ema_errors": best,
+        "epochs": {seed: rows[-1]["epoch"] + 1 for seed, rows in runs.items()},
+        "seconds_per_epoch": {
+            seed: round(rows[-1]["wall_s"] / (rows[-1]["epoch"] + 1), 1) for seed, rows in runs.items()
+        },
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+    lines = [
+        "| seed | epochs | s/epoch | EMA test errors (last epoch, of 10,000) | lowest EMA errors seen |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {s} | {summary['epochs'][s]} | {summary['seconds_per_epoch'][s]} | {final[s]} | {best[s]} |"
+            for s in sorted(final)
+        ),
+        f"| mean +- std | | | {summary['mean']:.0f} +- {summary['std']:.0f} | |",
+    ]
+    text = "\n".join(lines)
+    (results / f"{args.stem}_summary.md").write_text(text + "\n")
+    print(text)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
