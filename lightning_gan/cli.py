@@ -11,7 +11,8 @@ from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 
-import lightning_gan.datamodules  # noqa: F401  (registers the data modules as subclasses for class_path lookup)
+import lightning_gan.callbacks  # noqa: F401  (imported so that class_path lookups find them)
+import lightning_gan.datamodules  # noqa: F401
 import lightning_gan.models  # noqa: F401
 import lightning_gan.networks  # noqa: F401
 

@@ -235,11 +235,9 @@ class SemiSupervisedGAN(LightningModule):
         last = batch_idx + 1 == self.trainer.num_training_batches
         if (batch_idx + 1) % max(1, self.trainer.log_every_n_steps) != 0 and not last:
             return
-        means = self._window_sum / self._window_len
-        self.log_dict(
-            dict(zip(TRAIN_STATS, means, strict=True)), on_step=True, on_epoch=True, batch_size=self._window_len
-        )
-        self.log("g_fm", means[TRAIN_STATS.index("train/g_loss_fm")], prog_bar=True, logger=False)
+        means = dict(zip(TRAIN_STATS, self._window_sum / self._window_len, strict=True))
+        self.log_dict(means, on_step=True, on_epoch=True, batch_size=self._window_len)
+        self.log("g_fm", means["train/g_loss_fm"], prog_bar=True, logger=False)
         self._window_sum, self._window_len = None, 0
 
     # ----- evaluation -----------------------------------------------------------------------------

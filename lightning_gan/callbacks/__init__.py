@@ -1,0 +1,5 @@
+"""Lightning callbacks of lightning_gan."""
+
+from lightning_gan.callbacks.epoch_time import EpochTime
+
+__all__ = ["EpochTime"]
