@@ -3,7 +3,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from lightning.pytorch import Trainer
 from lightning.pytorch.demos.boring_classes import BoringModel
 
