@@ -70,3 +70,9 @@ def test_fit_writes_config_and_split_and_the_checkpoint_rebuilds_the_model(tmp_p
     assert bool(loaded.initialized)
     for (name, a), b in zip(cli.model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert (a == b).all(), name
+
+    common = ["--config", str(ROOT / "configs" / "mnist_ssl_quick.yaml")]
+    tested = main(["test", *common, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "2"])
+    assert {"test/error", "test/error_ema"} <= set(tested.trainer.callback_metrics)
+    predicted = main(["predict", *common, "--ckpt_path", str(ckpt), "--trainer.limit_predict_batches", "2"])
+    assert predicted.trainer.state.finished

@@ -221,6 +221,10 @@ class SemiSupervisedDataModule(LightningDataModule, ABC):
         images, targets = self._test
         return self._loader(LabelledImages(images, targets, torch.arange(len(images))), self.batch_size, train=False)
 
+    def predict_dataloader(self) -> DataLoader:
+        """The test images with their labels; ``predict`` returns the averaged discriminator's classes."""
+        return self.test_dataloader()
+
     def state_dict(self) -> dict[str, Any]:
         """The label split travels with the checkpoint, so a resumed run trains on the same labels."""
         return {"label_split": self.split.to_json()} if self.split is not None else {}
