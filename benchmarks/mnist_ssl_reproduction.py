@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from lightning_gan.cli import main as main_cli
+from lightning_gan.cli import build_cli
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -69,12 +69,14 @@ def main() -> None:
     parser.add_argument("--max-time", default=None, help="Trainer max_time, DD:HH:MM:SS")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--name", default=None, help="results file stem (default: config name + labels)")
+    parser.add_argument("--results", default=str(RESULTS), help="folder for the JSON lines")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     name = args.name or f"{Path(args.config).stem}_n{args.num_labelled}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{name}_seed{args.seed}.jsonl"
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / f"{name}_seed{args.seed}.jsonl"
     out.unlink(missing_ok=True)
     cli_args = [
         "--config", args.config,
@@ -86,7 +88,7 @@ def main() -> None:
     ]  # fmt: skip
     if args.max_time:
         cli_args += ["--trainer.max_time", args.max_time]
-    cli = main_cli(cli_args, run=False)
+    cli = build_cli(cli_args, run=False)
     cli.trainer.callbacks.append(TestErrorPerEpoch(out, args.seed))
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
 

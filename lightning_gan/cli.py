@@ -7,16 +7,14 @@ argument of the model, the data module or the Trainer, and unknown keys are reje
 from __future__ import annotations
 
 from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger
 
 import lightning_gan.callbacks  # noqa: F401  (imported so that class_path lookups find them)
 import lightning_gan.datamodules  # noqa: F401
 import lightning_gan.models  # noqa: F401
 import lightning_gan.networks  # noqa: F401
 
-__all__ = ["LightningGANCLI", "main"]
+__all__ = ["LightningGANCLI", "build_cli", "main"]
 
 
 class LightningGANCLI(LightningCLI):
@@ -49,11 +47,11 @@ class LightningGANCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if has_best else None)
 
 
-def main(args: list[str] | None = None, run: bool = True) -> LightningGANCLI:
-    """Run the CLI (``args`` as on the command line; default ``sys.argv[1:]``).
+def build_cli(args: list[str] | None = None, run: bool = True) -> LightningGANCLI:
+    """Build (and with ``run=True`` run) the CLI; ``args`` as on the command line, default ``sys.argv[1:]``.
 
     With ``run=False`` there is no subcommand: the config is parsed and the model, data module and
-    trainer are built, for scripts that drive the trainer themselves.
+    trainer are built, for scripts and tests that drive the trainer themselves.
     """
     return LightningGANCLI(
         LightningModule,
@@ -67,5 +65,6 @@ def main(args: list[str] | None = None, run: bool = True) -> LightningGANCLI:
     )
 
 
-# referenced so that `--print_config` can resolve the defaults above
-_DEFAULTS = (CSVLogger, RichProgressBar, RichModelSummary)
+def main() -> None:
+    """Entry point of ``python -m lightning_gan`` and the ``lightning-gan`` script."""
+    build_cli()

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.loggers import CSVLogger
 
-from lightning_gan.cli import main
+from lightning_gan.cli import build_cli
 from lightning_gan.models import SemiSupervisedGAN
 from tests.conftest import mnist_dir, requires_mnist
 
@@ -27,10 +29,33 @@ def config_args(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_every_config_parses_and_builds(path, tmp_path):
-    cli = main([*config_args(path), "--trainer.default_root_dir", str(tmp_path)], run=False)
+    cli = build_cli([*config_args(path), "--trainer.default_root_dir", str(tmp_path)], run=False)
     assert isinstance(cli.model, SemiSupervisedGAN)
     if path.stem.endswith("_labels"):
         assert cli.datamodule.num_labelled == int(path.stem.split("_")[2])
+
+
+def test_defaults_log_to_csv_with_a_rich_console(tmp_path):
+    cli = build_cli(
+        [
+            "--model", "lightning_gan.models.SemiSupervisedGAN",
+            "--model.generator", "lightning_gan.networks.MNISTGenerator",
+            "--model.discriminator", "lightning_gan.networks.MNISTDiscriminator",
+            "--data", "lightning_gan.datamodules.SemiSupervisedMNIST",
+            "--trainer.default_root_dir", str(tmp_path),
+        ],
+        run=False,
+    )  # fmt: skip
+    assert isinstance(cli.trainer.logger, CSVLogger) and cli.trainer.logger.save_dir == "runs"
+    assert any(isinstance(c, RichProgressBar) for c in cli.trainer.callbacks)
+
+
+def test_console_script_and_module_entry_points_exit_cleanly():
+    script = Path(sys.executable).with_name("lightning-gan")
+    for command in ([str(script)], [sys.executable, "-m", "lightning_gan"]):
+        proc = subprocess.run([*command, "fit", "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert "--data.help" in proc.stdout or "--data CONFIG" in proc.stdout
 
 
 def test_unknown_config_key_is_rejected(tmp_path):
@@ -49,7 +74,7 @@ def test_unknown_config_key_is_rejected(tmp_path):
 def test_fit_writes_config_and_split_and_the_checkpoint_rebuilds_the_model(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LIGHTNING_GAN_DATA", str(mnist_dir()))
-    cli = main(
+    cli = build_cli(
         [
             "fit",
             "--config", str(ROOT / "configs" / "mnist_ssl_quick.yaml"),
@@ -72,7 +97,7 @@ def test_fit_writes_config_and_split_and_the_checkpoint_rebuilds_the_model(tmp_p
         assert (a == b).all(), name
 
     common = ["--config", str(ROOT / "configs" / "mnist_ssl_quick.yaml")]
-    tested = main(["test", *common, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "2"])
+    tested = build_cli(["test", *common, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "2"])
     assert {"test/error", "test/error_ema"} <= set(tested.trainer.callback_metrics)
-    predicted = main(["predict", *common, "--ckpt_path", str(ckpt), "--trainer.limit_predict_batches", "2"])
+    predicted = build_cli(["predict", *common, "--ckpt_path", str(ckpt), "--trainer.limit_predict_batches", "2"])
     assert predicted.trainer.state.finished

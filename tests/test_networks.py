@@ -58,3 +58,36 @@ def test_networks_and_losses_import_without_lightning():
         "'lightning imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_paper_mnist_architecture_is_pinned():
+    """openai/improved-gan train_mnist_feature_matching.py, layer by layer."""
+    from torch import nn
+
+    from lightning_gan.layers import Bias, GaussianNoise, is_weight_normed
+
+    d = MNISTDiscriminator()
+    kinds = [type(m).__name__.replace("Parametrized", "") for block in d.hidden for m in block]
+    kinds += [type(m).__name__.replace("Parametrized", "") for m in d.head]
+    assert kinds == ["GaussianNoise", "Linear", "ReLU"] * 5 + ["GaussianNoise", "Linear"]
+    linears = [m for m in d.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (784, 1000), (1000, 500), (500, 250), (250, 250), (250, 250), (250, 10)
+    ]  # fmt: skip
+    assert all(is_weight_normed(m) for m in linears)
+    assert [m.sigma for m in d.modules() if isinstance(m, GaussianNoise)] == [0.3, 0.5, 0.5, 0.5, 0.5, 0.5]
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 28, 28)
+    d.eval()
+    torch.testing.assert_close(d.features(x), d.hidden(x.flatten(1)))  # features: last 250-unit ReLU output
+    assert d.features(x).shape == (4, 250) and (d.features(x) >= 0).all()
+
+    g = MNISTGenerator()
+    kinds = [type(m).__name__ for m in g.hidden]
+    assert kinds == ["Linear", "BatchNorm1d", "Bias", "Softplus"] * 2
+    bns = [m for m in g.hidden if isinstance(m, nn.BatchNorm1d)]
+    assert all(not bn.affine and bn.eps == 1e-6 for bn in bns)  # shift (Bias) but no scale
+    assert all(isinstance(m, Bias) for m in g.hidden if type(m).__name__ == "Bias")
+    assert [m.bias is None for m in g.hidden if isinstance(m, nn.Linear)] == [True, True]
+    assert is_weight_normed(g.out) and g.out.parametrizations.weight.original0.requires_grad  # trainable scale
+    assert (g.out.in_features, g.out.out_features) == (500, 784)

@@ -24,15 +24,25 @@ class EpochTime(Callback):
 
     def __init__(self) -> None:
         self._start: float | None = None
+        self._val_start = 0.0
+        self._val_s = 0.0
         self.last_epoch_s: float | None = None
 
     @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start = time.perf_counter()
+        self._start, self._val_s = time.perf_counter(), 0.0
+
+    @override
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._val_start = time.perf_counter()
+
+    @override
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._val_s += time.perf_counter() - self._val_start  # validation runs inside the training epoch
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._start is None:
             return
-        self.last_epoch_s = time.perf_counter() - self._start
+        self.last_epoch_s = time.perf_counter() - self._start - self._val_s
         pl_module.log("time/epoch_s", self.last_epoch_s, on_step=False, on_epoch=True)

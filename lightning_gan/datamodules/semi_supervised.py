@@ -156,9 +156,7 @@ class SemiSupervisedDataModule(LightningDataModule, ABC):
 
     def _make_split(self, targets: Tensor) -> LabelSplit:
         if self.label_split_path is not None:
-            split = LabelSplit.load(self.label_split_path)
-            split.check_targets(targets)
-            return split
+            return self._checked(LabelSplit.load(self.label_split_path), targets, source=str(self.label_split_path))
         if self.num_labelled > len(targets) - self.val_size:
             raise ValueError(
                 f"num_labelled={self.num_labelled} is larger than the {len(targets) - self.val_size} training images "
@@ -168,17 +166,44 @@ class SemiSupervisedDataModule(LightningDataModule, ABC):
         validation = select_validation(len(targets), self.val_size, self.val_seed, exclude=labelled)
         return LabelSplit.create(self.dataset_name, targets, labelled, self.label_seed, validation)
 
+    def _checked(self, split: LabelSplit, targets: Tensor, source: str) -> LabelSplit:
+        """Validate a split that comes from a file or a checkpoint against these training targets."""
+        split.check_targets(targets)
+        labelled, validation = set(split.labelled_indices), set(split.validation_indices)
+        indices = [*split.labelled_indices, *split.validation_indices]
+        if len(labelled) != len(split.labelled_indices) or len(validation) != len(split.validation_indices):
+            raise ValueError(f"the label split from {source} lists an index twice")
+        if indices and not 0 <= min(indices) <= max(indices) < len(targets):
+            raise ValueError(f"the label split from {source} has indices outside the {len(targets)} training images")
+        if labelled & validation:
+            raise ValueError(
+                f"the label split from {source} puts {len(labelled & validation)} labelled images in validation"
+            )
+        if (split.num_labelled, split.seed) != (self.num_labelled, self.label_seed):
+            warnings.warn(
+                f"using the label split from {source} ({split.num_labelled} labels, seed {split.seed}) instead of the "
+                f"configured num_labelled={self.num_labelled}, label_seed={self.label_seed}",
+                stacklevel=3,
+            )
+        return split
+
     def save_label_split(self, directory: str | Path) -> Path:
         """Write ``label_split.json`` into ``directory`` and return its path."""
         return self._require_split().save(Path(directory) / LABEL_SPLIT_FILENAME)
+
+    def _save_to_run_dir(self) -> None:
+        """Write the split into the run directory (the logger's folder), on rank 0, when there is a logger."""
+        trainer = self.trainer
+        if trainer is not None and trainer.loggers and trainer.is_global_zero and trainer.log_dir:
+            self.save_label_split(trainer.log_dir)
 
     # ----- LightningDataModule hooks ----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", "validate", None) and self._train is None:
             self._train = self.load_images(train=True)
             self.split = self._make_split(self._train[1])
-            if self.trainer is not None and self.trainer.is_global_zero and stage == "fit":
-                self.save_label_split(self.trainer.log_dir or self.trainer.default_root_dir)
+            if stage == "fit":
+                self._save_to_run_dir()
         if stage in ("test", "predict", None) and self._test is None:
             self._test = self.load_images(train=False)
 
@@ -222,7 +247,7 @@ class SemiSupervisedDataModule(LightningDataModule, ABC):
         return self._loader(LabelledImages(images, targets, torch.arange(len(images))), self.batch_size, train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        """The test images with their labels; ``predict`` returns the averaged discriminator's classes."""
+        """The test images with their labels, read only when ``predict`` is asked for, like ``test``."""
         return self.test_dataloader()
 
     def state_dict(self) -> dict[str, Any]:
@@ -230,19 +255,14 @@ class SemiSupervisedDataModule(LightningDataModule, ABC):
         return {"label_split": self.split.to_json()} if self.split is not None else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume with the checkpoint's split (checked against the data), and rewrite the run's split file."""
         if "label_split" not in state_dict:
             return
         saved = LabelSplit.from_json(state_dict["label_split"])
-        if self.split is not None and saved != self.split:
-            warnings.warn(
-                f"the checkpoint's label split (seed {saved.seed}, {saved.num_labelled} labels) differs from the one "
-                f"configured here (seed {self.split.seed}, {self.split.num_labelled} labels); resuming with the "
-                "checkpoint's split",
-                stacklevel=2,
-            )
         if self._train is not None:
-            saved.check_targets(self._train[1])
+            saved = self._checked(saved, self._train[1], source="the checkpoint")
         self.split = saved
+        self._save_to_run_dir()
 
 
 class InMemorySemiSupervised(SemiSupervisedDataModule):

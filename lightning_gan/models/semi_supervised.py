@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
@@ -180,7 +181,10 @@ class SemiSupervisedGAN(LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x_lab, y_lab = batch["labelled"]  # [B_l, C, H, W], [B_l]
         x_unl = batch["unlabelled"]  # [B, C, H, W]
-        x_unl_g = batch.get("unlabelled_g", x_unl)  # second unlabelled batch for the G step (reference)
+        x_unl_g = batch.get("unlabelled_g")  # second unlabelled batch for the G step, as in the reference
+        if x_unl_g is None:
+            rank_zero_warn("the batch has no 'unlabelled_g': the G step reuses the D step's unlabelled batch")
+            x_unl_g = x_unl
         opt_d, opt_g = self.optimizers()
         n_lab, n_unl = len(x_lab), len(x_unl)
 
@@ -233,12 +237,15 @@ class SemiSupervisedGAN(LightningModule):
         self._window_sum = stats if self._window_sum is None else self._window_sum + stats
         self._window_len += 1
         last = batch_idx + 1 == self.trainer.num_training_batches
-        if (batch_idx + 1) % max(1, self.trainer.log_every_n_steps) != 0 and not last:
+        if not (self.trainer._logger_connector.should_update_logs or last):  # Lightning's own flush condition
             return
         means = dict(zip(TRAIN_STATS, self._window_sum / self._window_len, strict=True))
         self.log_dict(means, on_step=True, on_epoch=True, batch_size=self._window_len)
         self.log("g_fm", means["train/g_loss_fm"], prog_bar=True, logger=False)
         self._window_sum, self._window_len = None, 0
+
+    def on_train_epoch_start(self) -> None:
+        self._window_sum, self._window_len = None, 0  # no partial window from an interrupted epoch
 
     # ----- evaluation -----------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import CSVLogger
 
 from lightning_gan.datamodules import SemiSupervisedMNIST
 from tests.conftest import mnist_dir, requires_mnist
@@ -61,7 +62,7 @@ def test_test_set_is_loaded_only_for_test(mnist):
 @requires_mnist
 def test_split_is_written_to_the_run_directory_and_can_be_reused(tmp_path):
     dm = SemiSupervisedMNIST(data_dir=str(mnist_dir()), num_labelled=20, label_seed=4)
-    dm.trainer = Trainer(default_root_dir=tmp_path, logger=False)
+    dm.trainer = Trainer(logger=CSVLogger(tmp_path, name="", version=""))
     dm.setup("fit")
     saved = json.loads((tmp_path / "label_split.json").read_text())
     assert saved["dataset"] == "MNIST" and saved["seed"] == 4 and sorted(saved["per_class_counts"].values()) == [2] * 10
@@ -78,7 +79,7 @@ def test_split_is_written_to_the_run_directory_and_can_be_reused(tmp_path):
 def test_state_dict_restores_the_split(mnist):
     other = SemiSupervisedMNIST(data_dir=str(mnist_dir()), label_seed=2)
     other.setup("fit")
-    with pytest.warns(UserWarning, match="differs from the one configured here"):
+    with pytest.warns(UserWarning, match=r"from the checkpoint \(100 labels, seed 1\) instead of the configured"):
         other.load_state_dict(mnist.state_dict())
     assert torch.equal(other.labelled_indices, mnist.labelled_indices)
 
@@ -102,3 +103,13 @@ def test_data_dir_defaults_to_the_environment_variable(monkeypatch, tmp_path):
     assert SemiSupervisedMNIST().data_dir == str(tmp_path)
     monkeypatch.delenv("LIGHTNING_GAN_DATA")
     assert SemiSupervisedMNIST().data_dir == "./data"
+
+
+@requires_mnist
+def test_a_corrupt_split_file_is_refused(tmp_path, mnist):
+    bad = json.loads(mnist.split.to_json())
+    bad["validation_indices"][0] = bad["labelled_indices"][0]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    dm = SemiSupervisedMNIST(data_dir=str(mnist_dir()), label_split=str(tmp_path / "bad.json"))
+    with pytest.raises(ValueError, match="puts 1 labelled images in validation"):
+        dm.setup("fit")

@@ -151,6 +151,31 @@ def test_learns_mnist_from_100_labels(tmp_path):
     make_trainer(tmp_path, max_steps=2 * 250).fit(model, datamodule=dm)
     dm.setup("test")
     x, y = dm._test
-    error = error_rate(model, x[:5000], y[:5000])
-    print(f"MNIST-100 after 250 iterations: raw test error {error:.3f}, {time.perf_counter() - start:.0f} s")
-    assert error < 0.4
+    error, error_ema = error_rate(model, x, y), error_rate(model, x, y, ema=True)
+    seconds = time.perf_counter() - start
+    print(f"MNIST-100 after 250 iterations: test error raw {error:.3f}, EMA {error_ema:.3f}, {seconds:.0f} s")
+    assert error < 0.4 and error_ema < 0.4  # chance: 0.9; measured 0.28 (raw) on 2 CPU cores
+
+
+@requires_mnist
+@pytest.mark.slow
+def test_reproduction_script_records_one_epoch(tmp_path, monkeypatch):
+    """One full epoch of the paper's setup through benchmarks/mnist_ssl_reproduction.py (about 1 minute)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("LIGHTNING_GAN_DATA", str(mnist_dir()))
+    cmd = [
+        sys.executable,
+        str(root / "benchmarks" / "mnist_ssl_reproduction.py"),
+        "--config",
+        str(root / "configs" / "mnist_ssl_100.yaml"),
+    ]
+    cmd += ["--seed", "5", "--max-epochs", "1", "--name", "slowtest", "--results", str(tmp_path)]
+    subprocess.run(cmd, check=True, cwd=tmp_path)
+    (row,) = [json.loads(line) for line in (tmp_path / "slowtest_seed5.jsonl").read_text().splitlines()]
+    assert row["epoch"] == 0 and row["test_total"] == 10000
+    assert row["test_errors_ema"] < 4000 and row["test_errors_raw"] < 4000  # measured ~2000-2600 after one epoch
