@@ -7,6 +7,8 @@
 - :func:`data_dependent_init`: the data-dependent initialisation of weight-normalised layers
   (Salimans & Kingma 2016, section 3): each layer's pre-activations on an init batch get mean 0
   and standard deviation 1 per unit. Hand-written: torch has weight norm but not this init.
+- :class:`MinibatchDiscrimination`: minibatch features (Salimans et al. 2016, section 3.2).
+- :class:`VirtualBatchNorm1d` / :class:`VirtualBatchNorm2d`: virtual batch normalisation (section 3.5).
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-__all__ = ["Bias", "GaussianNoise", "data_dependent_init", "is_weight_normed", "weight_norm_linear"]
+__all__ = [
+    "Bias",
+    "GaussianNoise",
+    "MinibatchDiscrimination",
+    "VirtualBatchNorm1d",
+    "VirtualBatchNorm2d",
+    "data_dependent_init",
+    "is_weight_normed",
+    "weight_norm_linear",
+]
 
 
 class GaussianNoise(nn.Module):
@@ -132,3 +143,133 @@ def data_dependent_init(network: nn.Module, x: Tensor, init_scale: float = 1.0) 
     finally:
         for handle in handles:
             handle.remove()
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Minibatch features (Salimans et al. 2016, section 3.2), concatenated to the input features.
+
+    For features f(x_i) in R^A and a learned tensor T in R^{A x B x C}: M_i = f(x_i) T in R^{B x C},
+    c_b(x_i, x_j) = exp(-||M_{i,b} - M_{j,b}||_1), and o(x_i)_b = sum_{j != i} c_b(x_i, x_j) + bias_b.
+    The self term c_b(x_i, x_i) = exp(0) = 1 is excluded (openai/improved-gan ``nn.MinibatchLayer`` masks the
+    diagonal), so a batch of one gets o = bias. The output is ``cat([f(x), o(x)])``, of width A + B.
+
+    The output of each example depends on the rest of the batch: a network containing this layer sets
+    ``batch_dependent = True`` so that training loops run real and fake batches through it separately.
+
+    Args:
+        in_features: A, the width of the input features.
+        num_kernels: B, the number of minibatch features (reference: 100).
+        kernel_dim: C, the dimension of each kernel's projection (reference: 5).
+
+    Example:
+        >>> mbd = MinibatchDiscrimination(4, num_kernels=3, kernel_dim=2)
+        >>> mbd(torch.zeros(5, 4))[0]   # identical examples: c = 1 for the 4 others, plus bias -1
+        tensor([0., 0., 0., 0., 3., 3., 3.], grad_fn=<SelectBackward0>)
+    """
+
+    def __init__(self, in_features: int, num_kernels: int = 100, kernel_dim: int = 5) -> None:
+        super().__init__()
+        self.in_features, self.num_kernels, self.kernel_dim = in_features, num_kernels, kernel_dim
+        # openai/improved-gan nn.MinibatchLayer: theta ~ N(0, 0.05), b = -1
+        self.T = nn.Parameter(torch.randn(in_features, num_kernels, kernel_dim) * 0.05)  # [A, B, C]
+        self.bias = nn.Parameter(torch.full((num_kernels,), -1.0))  # [B]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.flatten(1)  # [N, A]
+        m = torch.einsum("na,abc->nbc", x, self.T)  # [N, B, C]
+        l1 = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(-1)  # [N, N, B]: ||M_i,b - M_j,b||_1
+        o = torch.exp(-l1).sum(1) - 1.0 + self.bias  # [N, B]: sum over j != i (self term exp(0) = 1 removed)
+        return torch.cat([x, o], dim=1)  # [N, A + B]
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, num_kernels={self.num_kernels}, kernel_dim={self.kernel_dim}"
+
+
+class _VirtualBatchNorm(nn.Module):
+    """Virtual batch normalisation (Salimans et al. 2016, section 3.5), shared code of the 1d and 2d layers.
+
+    The input's first ``ref_size`` rows are the reference batch (propagated through the current parameters
+    by the network on every forward), the other rows the examples. Per channel, with the reference
+    statistics mu_ref = mean(x_ref) and s_ref = mean(x_ref^2) over the reference rows (and positions):
+
+    - reference rows are normalised with mu_ref and var_ref = s_ref - mu_ref^2, as batch norm would;
+    - an example x is normalised with mu = (B mu_ref + mean(x)) / (B + 1) and
+      var = (B s_ref + mean(x^2)) / (B + 1) - mu^2, B = ``ref_size`` (mean over positions for 2d),
+
+    then ``y = gamma (x - mu) / sqrt(var + eps) + beta``. No running statistics: training and evaluation
+    compute the same function, and every example's output is independent of the other examples.
+    """
+
+    _data_dims: int  # spatial dimensions after [N, C]
+
+    def __init__(self, num_features: int, ref_size: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        if ref_size < 1:
+            raise ValueError(f"{type(self).__name__}: ref_size must be >= 1, got {ref_size}")
+        self.num_features, self.ref_size, self.eps = num_features, ref_size, eps
+        self.weight = nn.Parameter(torch.ones(num_features))  # gamma, the learned scale
+        self.bias = nn.Parameter(torch.zeros(num_features))  # beta, the learned shift
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 2 + self._data_dims:
+            raise ValueError(f"{type(self).__name__} expects a {2 + self._data_dims}-d input, got {list(x.shape)}")
+        if len(x) < self.ref_size:
+            raise ValueError(
+                f"{type(self).__name__}: the input must start with the {self.ref_size} reference rows, "
+                f"got only {len(x)} rows"
+            )
+        shape = [1, -1] + [1] * self._data_dims  # broadcast a [C] vector over [N, C, ...]
+        pos = tuple(range(2, x.dim()))  # spatial positions
+        ref, ex = x[: self.ref_size], x[self.ref_size :]  # [B, C, ...], [N, C, ...]
+        ref_mean = ref.mean(dim=(0, *pos))  # [C]
+        ref_sq = ref.square().mean(dim=(0, *pos))  # [C]
+        ref_out = (ref - ref_mean.view(shape)) * torch.rsqrt(ref_sq - ref_mean.square() + self.eps).view(shape)
+        b = float(self.ref_size)
+        ex_mean = ex.mean(dim=pos) if pos else ex  # [N, C]
+        ex_sq = ex.square().mean(dim=pos) if pos else ex.square()  # [N, C]
+        mu = (b * ref_mean + ex_mean) / (b + 1)  # [N, C]
+        var = (b * ref_sq + ex_sq) / (b + 1) - mu.square()  # [N, C]
+        ex_shape = [*mu.shape] + [1] * self._data_dims
+        ex_out = (ex - mu.view(ex_shape)) * torch.rsqrt(var + self.eps).view(ex_shape)
+        return torch.cat([ref_out, ex_out]) * self.weight.view(shape) + self.bias.view(shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, ref_size={self.ref_size}, eps={self.eps}"
+
+
+class VirtualBatchNorm1d(_VirtualBatchNorm):
+    """Virtual batch norm over ``[N, C]`` inputs whose first ``ref_size`` rows are the reference batch.
+
+    Args:
+        num_features: C.
+        ref_size: B, the number of reference rows at the start of every input.
+        eps: added to the variance.
+
+    Example:
+        >>> vbn = VirtualBatchNorm1d(1, ref_size=2)
+        >>> x = torch.tensor([[-1.0], [1.0], [2.0]])   # reference [-1, 1]; example 2
+        >>> out = vbn(x)   # mu = (0 + 2) / 3, E[x^2] = (1 + 1 + 4) / 3, var = 2 - 4/9
+        >>> round(float(out[2]), 4) == round((2 - 2 / 3) / (2 - 4 / 9 + 1e-5) ** 0.5, 4)
+        True
+    """
+
+    _data_dims = 0
+
+
+class VirtualBatchNorm2d(_VirtualBatchNorm):
+    """Virtual batch norm over ``[N, C, H, W]`` inputs whose first ``ref_size`` rows are the reference batch.
+
+    Statistics are per channel, over positions (and over the reference examples for the reference part).
+
+    Args:
+        num_features: C.
+        ref_size: B, the number of reference rows at the start of every input.
+        eps: added to the variance.
+
+    Example:
+        >>> vbn = VirtualBatchNorm2d(3, ref_size=4)
+        >>> vbn(torch.randn(6, 3, 5, 5)).shape
+        torch.Size([6, 3, 5, 5])
+    """
+
+    _data_dims = 2

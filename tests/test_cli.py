@@ -14,7 +14,7 @@ from lightning_gan.models import SemiSupervisedGAN
 from tests.conftest import mnist_dir, requires_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "configs").glob("**/*.yaml"))
 FULL = ROOT / "configs" / "mnist_ssl_100.yaml"
 
 
@@ -101,3 +101,41 @@ def test_fit_writes_config_and_split_and_the_checkpoint_rebuilds_the_model(tmp_p
     assert {"test/error", "test/error_ema"} <= set(tested.trainer.callback_metrics)
     predicted = build_cli(["predict", *common, "--ckpt_path", str(ckpt), "--trainer.limit_predict_batches", "2"])
     assert predicted.trainer.state.finished
+
+
+ABLATIONS = ROOT / "configs" / "ablations"
+
+
+def test_ablation_configs_switch_exactly_their_technique(tmp_path):
+    from lightning_gan.callbacks import HistoricalAveraging
+    from lightning_gan.layers import MinibatchDiscrimination, VirtualBatchNorm1d
+
+    def techniques(stem: str) -> dict[str, bool]:
+        cli = build_cli(
+            ["--config", str(ABLATIONS / f"{stem}.yaml"), "--trainer.default_root_dir", str(tmp_path)], run=False
+        )
+        model = cli.model
+        return {
+            "vbn": any(isinstance(m, VirtualBatchNorm1d) for m in model.generator.modules()),
+            "ls": model.real_target < 1.0,
+            "ha": any(isinstance(c, HistoricalAveraging) for c in cli.trainer.callbacks),
+            "mbf": any(isinstance(m, MinibatchDiscrimination) for m in model.discriminator.modules()),
+        }
+
+    full = techniques("mnist_ssl_100_full")
+    assert all(full.values())
+    for removed in ("vbn", "ls", "ha", "mbf"):
+        stem = "mnist_ssl_100_minus_vbn_plus_bn" if removed == "vbn" else f"mnist_ssl_100_minus_{removed}"
+        assert techniques(stem) == {**full, removed: False}, stem
+
+
+def test_help_documents_every_technique_option():
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightning_gan", "fit", "--model.help", "lightning_gan.models.SemiSupervisedGAN"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for option in ("feature_layer", "generator_loss", "feature_matching_weight", "generator_steps", "real_target"):
+        assert f"--model.init_args.{option}" in proc.stdout or f"--model.{option}" in proc.stdout, option
+    assert "one-sided label smoothing" in proc.stdout

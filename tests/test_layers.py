@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
-from lightning_gan.layers import GaussianNoise, data_dependent_init, is_weight_normed, weight_norm_linear
-from lightning_gan.networks import MNISTDiscriminator
+from lightning_gan.layers import (
+    GaussianNoise,
+    MinibatchDiscrimination,
+    VirtualBatchNorm1d,
+    VirtualBatchNorm2d,
+    data_dependent_init,
+    is_weight_normed,
+    weight_norm_linear,
+)
+from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
 
 
 def _pre_activations(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
@@ -69,3 +79,91 @@ def test_gaussian_noise_on_in_training_off_in_eval():
     x = torch.zeros(20000)
     assert noise(x).std().item() == pytest.approx(0.5, rel=0.03)
     assert torch.equal(noise.eval()(x), x)
+
+
+def test_minibatch_features_of_three_samples_by_hand():
+    mbd = MinibatchDiscrimination(2, num_kernels=2, kernel_dim=2)
+    with torch.no_grad():
+        mbd.T.copy_(torch.stack([torch.eye(2), 2 * torch.eye(2)], dim=1))  # kernel 0: M = f, kernel 1: M = 2f
+        mbd.bias.copy_(torch.tensor([-1.0, 0.5]))
+    f = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 2.0]])
+    # L1 distances of kernel 0: d01 = 1, d02 = 3, d12 = 2; kernel 1 doubles them
+    e = math.exp
+    o0 = [e(-1) + e(-3) - 1.0, e(-1) + e(-2) - 1.0, e(-3) + e(-2) - 1.0]
+    o1 = [e(-2) + e(-6) + 0.5, e(-2) + e(-4) + 0.5, e(-6) + e(-4) + 0.5]
+    expected = torch.cat([f, torch.tensor([o0, o1]).T], dim=1)  # [3, 2 + 2]
+    torch.testing.assert_close(mbd(f), expected)
+    # self term excluded: a batch of one gets only the bias
+    torch.testing.assert_close(mbd(f[:1]), torch.tensor([[0.0, 0.0, -1.0, 0.5]]))
+
+
+def test_minibatch_discrimination_init_matches_the_reference_and_every_parameter_learns():
+    torch.manual_seed(0)
+    mbd = MinibatchDiscrimination(250)
+    assert mbd.T.shape == (250, 100, 5) and mbd.T.std().item() == pytest.approx(0.05, rel=0.02)
+    assert torch.equal(mbd.bias, torch.full((100,), -1.0))
+    out = mbd(torch.randn(6, 250))
+    assert out.shape == (6, 350)
+    out.square().sum().backward()
+    assert mbd.T.grad.abs().sum() > 0 and mbd.bias.grad.abs().sum() > 0
+
+
+def _vbn_by_hand(ref: torch.Tensor, x: torch.Tensor, gamma, beta, eps: float) -> torch.Tensor:
+    """Explicit formula for one example x of shape [C, ...]: statistics of ref [B, C, ...] and x, weight 1/(B+1)."""
+    b = len(ref)
+    dims = tuple(range(1, x.dim()))  # positions
+    ref_dims = (0, *(d + 1 for d in dims))
+    mu = (b * ref.mean(ref_dims) + (x.mean(dims) if dims else x)) / (b + 1)
+    m2 = (b * ref.square().mean(ref_dims) + (x.square().mean(dims) if dims else x.square())) / (b + 1)
+    shape = [-1] + [1] * len(dims)
+    return gamma.view(shape) * (x - mu.view(shape)) / (m2 - mu.square() + eps).sqrt().view(shape) + beta.view(shape)
+
+
+@pytest.mark.parametrize("cls, shape", [(VirtualBatchNorm1d, (3,)), (VirtualBatchNorm2d, (3, 4, 5))])
+def test_virtual_batch_norm_of_one_example_matches_the_explicit_formula(cls, shape):
+    torch.manual_seed(0)
+    vbn = cls(3, ref_size=6, eps=1e-3)
+    with torch.no_grad():
+        vbn.weight.copy_(torch.tensor([0.5, 2.0, -1.0]))
+        vbn.bias.copy_(torch.tensor([0.1, 0.0, 3.0]))
+    ref, x = torch.randn(6, *shape) * 2 + 1, torch.randn(4, *shape)
+    out = vbn(torch.cat([ref, x]))  # [6 + 4, ...]
+    for i in range(4):
+        torch.testing.assert_close(out[6 + i], _vbn_by_hand(ref, x[i], vbn.weight, vbn.bias, 1e-3))
+    # reference rows: plain batch norm with the reference statistics
+    torch.testing.assert_close(
+        out[:6], nn.functional.batch_norm(ref, None, None, vbn.weight, vbn.bias, training=True, eps=1e-3)
+    )
+    # each example depends on the reference only, not on the other examples; train and eval agree
+    torch.testing.assert_close(vbn(torch.cat([ref, x[2:3]]))[6], out[8])
+    torch.testing.assert_close(vbn.eval()(torch.cat([ref, x])), out)
+    with pytest.raises(ValueError, match="reference rows"):
+        vbn(ref[:3])
+
+
+def test_vbn_generator_reference_batch_survives_a_checkpoint_and_train_equals_eval():
+    torch.manual_seed(0)
+    g = MNISTGenerator(noise_dim=10, norm="virtual_batch", ref_batch_size=7)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in g.modules())
+    assert sum(isinstance(m, VirtualBatchNorm1d) for m in g.modules()) == 2
+    torch.manual_seed(1)
+    other = MNISTGenerator(noise_dim=10, norm="virtual_batch", ref_batch_size=7)
+    assert not torch.equal(g.ref_noise, other.ref_noise)
+    other.load_state_dict(g.state_dict())  # ref_noise is a buffer: restored from the checkpoint
+    assert torch.equal(other.ref_noise, g.ref_noise)
+    z = g.sample_noise(5)
+    with torch.no_grad():
+        out_train = g.train()(z)
+        torch.testing.assert_close(other(z), out_train)
+        torch.testing.assert_close(g.eval()(z), out_train)  # no running statistics: eval = train
+        torch.testing.assert_close(g(z[3:4]), out_train[3:4])  # examples are independent of each other
+    # the reference is propagated through the current weights: after a change of the first layer, the output
+    # equals a VBN forward whose reference statistics come from the new weights
+    with torch.no_grad():
+        g.hidden[0].weight.add_(0.5 * torch.randn_like(g.hidden[0].weight))
+        h_ref, h_z = g.hidden[0](g.ref_noise), g.hidden[0](z)  # [7, 500], [5, 500]
+        by_hand = torch.stack([_vbn_by_hand(h_ref, h, g.hidden[1].weight, g.hidden[1].bias, 1e-6) for h in h_z])
+        torch.testing.assert_close(g.hidden[1](torch.cat([h_ref, h_z]))[7:], by_hand)
+        assert not torch.allclose(g(z), out_train, atol=1e-3)
+    with pytest.raises(ValueError, match="norm must be"):
+        MNISTGenerator(norm="layer")

@@ -6,7 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_gan.losses import feature_matching_loss, ssl_discriminator_loss, ssl_real_probability
+from lightning_gan.losses import (
+    feature_matching_loss,
+    ssl_discriminator_loss,
+    ssl_generator_loss,
+    ssl_real_probability,
+)
 
 
 def test_ssl_loss_parts_match_hand_computation():
@@ -72,3 +77,40 @@ def test_feature_matching_by_hand_and_gradient_goes_to_fake_only():
     torch.testing.assert_close(fake.grad, expected)
     with pytest.raises(ValueError, match="p must be 1 or 2"):
         feature_matching_loss(real, fake, p=3)
+
+
+def test_one_sided_label_smoothing_by_hand():
+    lab, y = torch.tensor([[0.0, 0.0]]), torch.tensor([0])
+    unl = torch.tensor([[math.log(3.0), -100.0], [0.0, 0.0]])  # D = 3/4 and 2/3
+    fake = torch.tensor([[0.0, -100.0]])  # D = 1/2
+    parts = ssl_discriminator_loss(lab, y, unl, fake, real_target=0.9)
+    # -0.9 log D - 0.1 log(1 - D), averaged over the two unlabelled examples
+    by_hand = (-0.9 * math.log(0.75) - 0.1 * math.log(0.25) - 0.9 * math.log(2 / 3) - 0.1 * math.log(1 / 3)) / 2
+    assert parts.unlabelled.item() == pytest.approx(by_hand, rel=1e-5)
+    assert parts.fake.item() == pytest.approx(math.log(2), rel=1e-5)  # fake target stays 0: -log(1 - D)
+    assert parts.total.item() == pytest.approx(math.log(2) + (by_hand + math.log(2)) / 2, rel=1e-5)
+    unsmoothed = ssl_discriminator_loss(lab, y, unl, fake)
+    assert unsmoothed.unlabelled.item() == pytest.approx(-(math.log(0.75) + math.log(2 / 3)) / 2, rel=1e-5)
+    assert torch.equal(ssl_discriminator_loss(lab, y, unl, fake, real_target=1.0).total, unsmoothed.total)
+    with pytest.raises(ValueError, match=r"real_target must be in \(0, 1\]"):
+        ssl_discriminator_loss(lab, y, unl, fake, real_target=1.1)
+
+
+def test_smoothed_loss_is_minimised_at_d_equal_alpha():
+    """Per example, alpha softplus(-s) + (1 - alpha) softplus(s) is minimal where D = sigmoid(s) = alpha."""
+    s = torch.linspace(-3, 5, 8001)
+    losses = torch.stack([ssl_discriminator_loss(
+        torch.zeros(1, 1), torch.zeros(1, dtype=torch.long), torch.tensor([[v]]), torch.zeros(1, 1), real_target=0.9
+    ).unlabelled for v in s[::40]])  # fmt: skip
+    best = s[::40][losses.argmin()]
+    assert torch.sigmoid(best).item() == pytest.approx(0.9, abs=0.01)
+
+
+def test_non_saturating_generator_loss_by_hand_and_finite_for_extreme_logits():
+    logits = torch.tensor([[math.log(3.0), -100.0], [0.0, 0.0]])  # D = 3/4 and 2/3
+    assert ssl_generator_loss(logits).item() == pytest.approx(-(math.log(0.75) + math.log(2 / 3)) / 2, rel=1e-5)
+    extreme = torch.tensor([[-1e4, -1e4], [1e4, 0.0]], requires_grad=True)
+    loss = ssl_generator_loss(extreme)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(extreme.grad).all()
+    assert loss.item() == pytest.approx(1e4 / 2, rel=1e-4)  # -log D(G(z)) ~ 1e4 for the rejected sample

@@ -1,13 +1,15 @@
 """The K+1-class semi-supervised GAN of Salimans et al. 2016 (section 5) as a LightningModule.
 
 Each training iteration is one discriminator step on ``L_label + w/2 (L_unlabelled + L_fake)``
-(:func:`~lightning_gan.losses.ssl_discriminator_loss`) followed by one generator step on feature matching
-(:func:`~lightning_gan.losses.feature_matching_loss`), with manual optimization. Classification is
-evaluated with an exponential moving average of the discriminator, noise off, as in openai/improved-gan.
+(:func:`~lightning_gan.losses.ssl_discriminator_loss`) followed by ``generator_steps`` generator steps on feature
+matching (:func:`~lightning_gan.losses.feature_matching_loss`, the paper's semi-supervised setup) or on the
+non-saturating loss (:func:`~lightning_gan.losses.ssl_generator_loss`, which the paper pairs with minibatch
+discrimination), with manual optimization. Classification is evaluated with an exponential moving average of
+the discriminator, noise off, as in openai/improved-gan.
 
 Step accounting: Lightning's ``trainer.global_step`` counts every ``optimizer.step()``, so it grows by
-2 per iteration here (one D step, one G step). ``max_steps: 2000`` therefore means 1000 iterations;
-``max_epochs`` (one pass over the unlabelled pool) is unaffected.
+1 + ``generator_steps`` per iteration (2 by default: one D step, one G step). ``max_steps: 2000`` therefore
+means 1000 iterations by default; ``max_epochs`` (one pass over the unlabelled pool) is unaffected.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from lightning_gan.layers import data_dependent_init
-from lightning_gan.losses import feature_matching_loss, ssl_discriminator_loss, ssl_real_probability
+from lightning_gan.losses import (
+    feature_matching_loss,
+    ssl_discriminator_loss,
+    ssl_generator_loss,
+    ssl_real_probability,
+)
 from lightning_gan.models.ema import EMA
 
 __all__ = ["SemiSupervisedGAN", "paper_adam"]
@@ -38,7 +45,10 @@ TRAIN_STATS = (
     "train/acc_labelled",
     "train/d_real_acc",
     "train/d_fake_acc",
+    "train/g_loss_ns",
+    "train/g_loss",
 )
+GENERATOR_LOSSES = ("feature_matching", "non_saturating")
 
 
 def paper_adam(params: Any) -> torch.optim.Optimizer:
@@ -80,12 +90,26 @@ class SemiSupervisedGAN(LightningModule):
     Args:
         generator: maps noise to images; must offer ``sample_noise(batch_size, device)``.
         discriminator: maps images to K class logits; must offer ``features(x)`` (the feature-matching
-            layer) and contain weight-normalised layers for the data-dependent initialisation.
+            layer) and contain weight-normalised layers for the data-dependent initialisation. If it has
+            ``batch_dependent = True`` (e.g. minibatch discrimination), the labelled, unlabelled and fake batches
+            go through it in separate forwards; otherwise in one forward over their concatenation.
         optimizer_d: optimizer factory for the discriminator (default :func:`paper_adam`).
         optimizer_g: optimizer factory for the generator (default :func:`paper_adam`).
         unsupervised_weight: w in ``L_label + w/2 (L_unlabelled + L_fake)`` (paper: 1).
         feature_matching_p: 2 for squared error of feature means (paper's MNIST), 1 for absolute error.
         ema_decay: decay of the moving average of D used for evaluation (reference: 0.9999).
+        feature_layer: the discriminator layer whose output is matched: ``None`` for ``discriminator.features``
+            (the last hidden layer, as in the paper), or the name of a submodule of the discriminator
+            (e.g. ``"hidden.2"``, see ``named_modules()``), whose output is captured with a forward hook.
+        generator_loss: ``"feature_matching"`` (the paper's semi-supervised generator) or ``"non_saturating"``
+            (``-mean log D(G(z))`` on the K+1 real/fake decision, which the paper pairs with minibatch
+            discrimination).
+        feature_matching_weight: with ``generator_loss="non_saturating"``, the weight of feature matching added
+            as a regulariser (0: none). Must be 0 with ``"feature_matching"``, whose weight is 1 by definition.
+        generator_steps: generator steps per discriminator step, each on fresh noise (and the same second
+            unlabelled batch); ``trainer.global_step`` grows by ``1 + generator_steps`` per iteration.
+        real_target: alpha of one-sided label smoothing (section 3.4) on the unlabelled real term of the
+            discriminator loss; 1 means no smoothing, the paper suggests 0.9. Fake targets stay 0.
 
     Example:
         >>> from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
@@ -104,6 +128,11 @@ class SemiSupervisedGAN(LightningModule):
         unsupervised_weight: float = 1.0,  # paper eq. (5) with w = 1
         feature_matching_p: int = 2,  # reference MNIST: squared error of batch means
         ema_decay: float = 0.9999,  # reference: a <- a + 1e-4 (p - a)
+        feature_layer: str | None = None,  # reference MNIST: the last 250-unit hidden layer
+        generator_loss: str = "feature_matching",  # paper section 5: feature matching for semi-supervised learning
+        feature_matching_weight: float = 0.0,
+        generator_steps: int = 1,
+        real_target: float = 1.0,  # paper section 3.4 suggests 0.9; the reference MNIST code does not smooth
     ) -> None:
         super().__init__()
         _save_hyperparameters(self, ("generator", "discriminator"))
@@ -115,6 +144,27 @@ class SemiSupervisedGAN(LightningModule):
                 raise TypeError(f"{name} {type(net).__name__} has no {method}() method, which SemiSupervisedGAN needs")
         if feature_matching_p not in (1, 2):
             raise ValueError(f"feature_matching_p must be 1 or 2, got {feature_matching_p}")
+        if generator_loss not in GENERATOR_LOSSES:
+            raise ValueError(f"generator_loss must be one of {GENERATOR_LOSSES}, got {generator_loss!r}")
+        if feature_matching_weight < 0:
+            raise ValueError(f"feature_matching_weight must be >= 0, got {feature_matching_weight}")
+        if generator_loss == "feature_matching" and feature_matching_weight != 0:
+            raise ValueError(
+                "feature_matching_weight adds feature matching to the non-saturating loss: set "
+                "generator_loss='non_saturating', or leave feature_matching_weight at 0 for pure feature matching"
+            )
+        if generator_steps < 1:
+            raise ValueError(f"generator_steps must be >= 1, got {generator_steps}")
+        if not 0.0 < real_target <= 1.0:
+            raise ValueError(f"real_target (one-sided label smoothing alpha) must be in (0, 1], got {real_target}")
+        if feature_layer is not None:
+            names = dict(discriminator.named_modules())
+            if feature_layer not in names or feature_layer == "":
+                listed = ", ".join(repr(n) for n in names if n)
+                raise ValueError(
+                    f"feature_layer {feature_layer!r} is not a submodule of {type(discriminator).__name__}; "
+                    f"choose one of: {listed}"
+                )
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -123,6 +173,11 @@ class SemiSupervisedGAN(LightningModule):
         self.optimizer_g = optimizer_g or paper_adam
         self.unsupervised_weight = unsupervised_weight
         self.feature_matching_p = feature_matching_p
+        self.feature_layer = feature_layer
+        self.generator_loss = generator_loss
+        self.feature_matching_weight = feature_matching_weight
+        self.generator_steps = generator_steps
+        self.real_target = real_target
         self.register_buffer("initialized", torch.tensor(False))  # checkpointed: never re-initialise on resume
         self._window_sum: Tensor | None = None  # per-step training statistics, summed until they are logged
         self._window_len = 0
@@ -178,6 +233,38 @@ class SemiSupervisedGAN(LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.optimizer_d(_trainable(self.discriminator)), self.optimizer_g(_trainable(self.generator))]
 
+    def _d_logits(self, *batches: Tensor) -> tuple[Tensor, ...]:
+        """D's logits for each batch: one forward over their concatenation unless D is batch-dependent.
+
+        A batch-independent D (every layer row-wise, as the paper's MNIST D) gives the same logits either way,
+        and one forward is faster. Minibatch discrimination makes each output depend on the whole batch, so
+        then each batch goes through D alone, as openai/improved-gan does.
+        """
+        if getattr(self.discriminator, "batch_dependent", False):
+            return tuple(self.discriminator(x) for x in batches)
+        logits = self.discriminator(torch.cat(batches))  # [sum B_i, K]
+        return logits.split([len(x) for x in batches])
+
+    def _d_features(self, x: Tensor, with_logits: bool = False) -> tuple[Tensor | None, Tensor]:
+        """Feature-matching features of ``x`` (flattened to [B, F]), and D's logits when ``with_logits``."""
+        if self.feature_layer is None:
+            if not with_logits:
+                return None, self.discriminator.features(x)  # [B, F]
+            forward_with_features = getattr(self.discriminator, "forward_with_features", None)
+            if callable(forward_with_features):
+                return forward_with_features(x)
+            return self.discriminator(x), self.discriminator.features(x)
+        captured: list[Tensor] = []
+        layer = self.discriminator.get_submodule(self.feature_layer)
+        handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output))
+        try:
+            logits = self.discriminator(x)  # [B, K]
+        finally:
+            handle.remove()
+        if len(captured) != 1:
+            raise RuntimeError(f"feature_layer {self.feature_layer!r} ran {len(captured)} times in one forward")
+        return (logits if with_logits else None), captured[0].flatten(1)  # [B, F]
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x_lab, y_lab = batch["labelled"]  # [B_l, C, H, W], [B_l]
         x_unl = batch["unlabelled"]  # [B, C, H, W]
@@ -186,43 +273,54 @@ class SemiSupervisedGAN(LightningModule):
             rank_zero_warn("the batch has no 'unlabelled_g': the G step reuses the D step's unlabelled batch")
             x_unl_g = x_unl
         opt_d, opt_g = self.optimizers()
-        n_lab, n_unl = len(x_lab), len(x_unl)
+        n_unl = len(x_unl)
 
         # --- D step: L_label + w/2 (L_unlabelled + L_fake) ---
         with self.toggled_optimizer(opt_d):
             with torch.no_grad():
                 x_fake = self.generator(self.generator.sample_noise(n_unl, device=self.device))  # [B, C, H, W]
-            # one forward over all three batches: D has no batch-dependent layers, so this is exact
-            logits = self.discriminator(torch.cat([x_lab, x_unl, x_fake]))  # [B_l + 2B, K]
-            logits_lab, logits_unl, logits_fake = logits.split([n_lab, n_unl, n_unl])
-            d_loss = ssl_discriminator_loss(logits_lab, y_lab, logits_unl, logits_fake, self.unsupervised_weight)
+            logits_lab, logits_unl, logits_fake = self._d_logits(x_lab, x_unl, x_fake)  # [B_l, K], [B, K], [B, K]
+            d_loss = ssl_discriminator_loss(
+                logits_lab, y_lab, logits_unl, logits_fake, self.unsupervised_weight, real_target=self.real_target
+            )
             self.manual_backward(d_loss.total)
             opt_d.step()
             opt_d.zero_grad(set_to_none=True)  # the G step must find no D gradients
             self.ema_discriminator.update(self.discriminator)
 
-        # --- G step: feature matching against a second unlabelled batch ---
-        with self.toggled_optimizer(opt_g):
-            x_fake = self.generator(self.generator.sample_noise(n_unl, device=self.device))
-            with torch.no_grad():
-                real_features = self.discriminator.features(x_unl_g)  # [B, F]
-            fake_features = self.discriminator.features(x_fake)  # [B, F]
-            g_loss = feature_matching_loss(real_features, fake_features, p=self.feature_matching_p)
-            self.manual_backward(g_loss)
-            opt_g.step()
-            opt_g.zero_grad(set_to_none=True)
+        # --- G steps: feature matching against a second unlabelled batch, or the non-saturating loss ---
+        non_saturating = self.generator_loss == "non_saturating"
+        for _ in range(self.generator_steps):
+            with self.toggled_optimizer(opt_g):
+                x_fake = self.generator(self.generator.sample_noise(n_unl, device=self.device))
+                with torch.no_grad():
+                    _, real_features = self._d_features(x_unl_g)  # [B, F]
+                logits_g, fake_features = self._d_features(x_fake, with_logits=non_saturating)  # [B, K], [B, F]
+                g_loss_fm = feature_matching_loss(real_features, fake_features, p=self.feature_matching_p)
+                if non_saturating:
+                    g_loss_ns = ssl_generator_loss(logits_g)
+                    g_loss = g_loss_ns + self.feature_matching_weight * g_loss_fm
+                else:
+                    g_loss_ns = g_loss = g_loss_fm
+                self.manual_backward(g_loss)
+                opt_g.step()
+                opt_g.zero_grad(set_to_none=True)
 
         with torch.no_grad():
+            if not non_saturating:
+                g_loss_ns = ssl_generator_loss(logits_fake)  # logged for comparison: D-step fakes, same generator
             stats = torch.stack(
                 [
                     d_loss.total,
                     d_loss.label,
                     d_loss.unlabelled,
                     d_loss.fake,
-                    g_loss,
+                    g_loss_fm,
                     (logits_lab.argmax(1) == y_lab).float().mean(),
                     (ssl_real_probability(logits_unl) > 0.5).float().mean(),  # D calls the reals real
                     (ssl_real_probability(logits_fake) < 0.5).float().mean(),  # D calls the fakes fake
+                    g_loss_ns,
+                    g_loss,
                 ]
             )
         self._log_window(stats, batch_idx)

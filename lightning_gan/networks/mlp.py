@@ -7,6 +7,10 @@ Generator:     z ~ U(0,1)^100 -> Linear 500 -> BN (shift, no scale) -> softplus 
 Discriminator: noise 0.3 -> WN Linear 1000 -> ReLU -> noise 0.5 -> WN Linear 500 -> ReLU -> noise 0.5
                -> 3 x (WN Linear 250 -> ReLU -> noise 0.5) -> WN Linear K (logits of the K real classes).
 Feature matching uses the output of the last 250-unit ReLU (reference: ``layers[-3]``), taken before its noise.
+
+Variants for the techniques of section 3: ``MNISTGenerator(norm="virtual_batch")`` replaces batch norm with
+virtual batch norm, and ``MNISTDiscriminator(minibatch_kernels=100)`` inserts minibatch discrimination after the
+last hidden layer (as openai/improved-gan ``train_cifar_minibatch_discrimination.py`` does before its output layer).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from lightning_gan.layers import Bias, GaussianNoise, weight_norm_linear
+from lightning_gan.layers import Bias, GaussianNoise, MinibatchDiscrimination, VirtualBatchNorm1d, weight_norm_linear
 from lightning_gan.networks.registry import register_net
 
 
@@ -37,11 +41,19 @@ class MNISTGenerator(nn.Module):
         noise_dim: size of z, drawn from U(0, 1) by :meth:`sample_noise`.
         hidden_dim: width of the two hidden layers.
         image_shape: shape of one generated image (C, H, W).
+        norm: ``"batch"`` (the paper's MNIST generator: batch norm with a shift and no scale) or
+            ``"virtual_batch"`` (virtual batch norm with a learned scale and shift, section 3.5).
+        ref_batch_size: with ``norm="virtual_batch"``, the size of the reference noise batch. It is drawn once,
+            when the generator is built, kept in the buffer ``ref_noise`` (so it is checkpointed) and run through
+            the current weights in front of every batch, so each VBN layer sees the current reference statistics.
 
     Example:
         >>> g = MNISTGenerator()
         >>> g(g.sample_noise(4)).shape
         torch.Size([4, 1, 28, 28])
+        >>> vbn = MNISTGenerator(norm="virtual_batch", ref_batch_size=8)
+        >>> vbn(vbn.sample_noise(4)).shape, vbn.ref_noise.shape
+        (torch.Size([4, 1, 28, 28]), torch.Size([8, 100]))
     """
 
     def __init__(
@@ -49,18 +61,28 @@ class MNISTGenerator(nn.Module):
         noise_dim: int = 100,  # reference: z in R^100
         hidden_dim: int = 500,  # reference: two layers of 500 units
         image_shape: tuple[int, int, int] = (1, 28, 28),
+        norm: str = "batch",  # reference MNIST code: batch norm
+        ref_batch_size: int = 100,  # virtual batch norm only: the training batch size, as in the paper's reference
     ) -> None:
         super().__init__()
+        if norm not in ("batch", "virtual_batch"):
+            raise ValueError(f"MNISTGenerator: norm must be 'batch' or 'virtual_batch', got {norm!r}")
         self.noise_dim = noise_dim
         self.image_shape = tuple(image_shape)
+        self.norm = norm
         out_dim = math.prod(self.image_shape)
         layers: list[nn.Module] = []
         for in_dim in (noise_dim, hidden_dim):
             linear = nn.Linear(in_dim, hidden_dim, bias=False)  # BN's shift is the bias
             nn.init.xavier_uniform_(linear.weight)  # Lasagne's default GlorotUniform
-            # improved-gan nn.batch_norm(g=None): eps 1e-6, running averages with momentum 0.1, no scale
-            layers += [linear, nn.BatchNorm1d(hidden_dim, eps=1e-6, affine=False), Bias(hidden_dim), nn.Softplus()]
+            if norm == "batch":
+                # improved-gan nn.batch_norm(g=None): eps 1e-6, running averages with momentum 0.1, no scale
+                layers += [linear, nn.BatchNorm1d(hidden_dim, eps=1e-6, affine=False), Bias(hidden_dim), nn.Softplus()]
+            else:
+                layers += [linear, VirtualBatchNorm1d(hidden_dim, ref_size=ref_batch_size, eps=1e-6), nn.Softplus()]
         self.hidden = nn.Sequential(*layers)
+        if norm == "virtual_batch":
+            self.register_buffer("ref_noise", self.sample_noise(ref_batch_size))  # [B_ref, noise_dim], fixed
         self.out = weight_norm_linear(hidden_dim, out_dim, train_scale=True)  # reference: nn.l2normalize(Dense 784)
         nn.init.xavier_uniform_(self.out.parametrizations.weight.original1)
 
@@ -69,7 +91,14 @@ class MNISTGenerator(nn.Module):
         return torch.rand(batch_size, self.noise_dim, device=device)
 
     def forward(self, z: Tensor) -> Tensor:
-        x = torch.sigmoid(self.out(self.hidden(z)))  # [B, C*H*W]
+        if self.norm == "virtual_batch":
+            # the reference rows go first through every layer (Linear and Softplus are row-wise, so this is exact);
+            # each VBN layer normalises them with their own statistics and the examples with the combined ones
+            n_ref = len(self.ref_noise)
+            h = self.hidden(torch.cat([self.ref_noise, z]))[n_ref:]  # [B, hidden_dim]
+        else:
+            h = self.hidden(z)  # [B, hidden_dim]
+        x = torch.sigmoid(self.out(h))  # [B, C*H*W]
         return x.view(-1, *self.image_shape)  # [B, C, H, W]
 
 
@@ -88,6 +117,10 @@ class MNISTDiscriminator(nn.Module):
         input_noise: std of the Gaussian noise on the input.
         hidden_noise: std of the Gaussian noise on every hidden layer's output.
         weight_std: std of the initial direction vectors v.
+        minibatch_kernels: B of :class:`~lightning_gan.layers.MinibatchDiscrimination` inserted after the last
+            hidden layer (0: none, the paper's feature-matching MNIST discriminator). With it the network sets
+            ``batch_dependent = True``; ``features`` stays the last hidden layer, before the minibatch features.
+        minibatch_kernel_dim: C, the dimension of each minibatch kernel.
 
     Example:
         >>> d = MNISTDiscriminator()
@@ -104,9 +137,17 @@ class MNISTDiscriminator(nn.Module):
         input_noise: float = 0.3,  # reference: GaussianNoiseLayer(sigma=0.3) on the input
         hidden_noise: float = 0.5,  # reference: sigma=0.5 after every hidden layer
         weight_std: float = 0.1,  # reference: theta ~ N(0, 0.1)
+        minibatch_kernels: int = 0,  # reference minibatch-discrimination code: 100
+        minibatch_kernel_dim: int = 5,  # reference: dim_per_kernel=5
     ) -> None:
         super().__init__()
+        if minibatch_kernels < 0 or minibatch_kernel_dim < 1:
+            raise ValueError(
+                f"MNISTDiscriminator: need minibatch_kernels >= 0 and minibatch_kernel_dim >= 1, "
+                f"got {minibatch_kernels} and {minibatch_kernel_dim}"
+            )
         self.num_classes = num_classes
+        self.batch_dependent = minibatch_kernels > 0  # each output depends on the rest of the batch
         self.image_shape = tuple(image_shape)
         dims = [math.prod(self.image_shape), *hidden_dims]
         blocks: list[nn.Module] = []
@@ -118,9 +159,15 @@ class MNISTDiscriminator(nn.Module):
                 )
             )
         self.hidden = nn.Sequential(*blocks)  # output: the feature-matching features
+        head: list[nn.Module] = []
+        if minibatch_kernels:
+            head.append(MinibatchDiscrimination(dims[-1], minibatch_kernels, minibatch_kernel_dim))  # [B, F + B_mbd]
         self.head = nn.Sequential(
+            *head,
             GaussianNoise(hidden_noise),
-            weight_norm_linear(dims[-1], num_classes, weight_std=weight_std, train_scale=True),  # only trainable g
+            weight_norm_linear(  # only trainable g
+                dims[-1] + minibatch_kernels, num_classes, weight_std=weight_std, train_scale=True
+            ),
         )
 
     def features(self, x: Tensor) -> Tensor:
