@@ -1,11 +1,13 @@
 """Reproduction run of the paper's MNIST semi-supervised result: test error of every epoch, per label seed.
 
-    python benchmarks/mnist_ssl_reproduction.py --seed 1 --max-epochs 300 [--max-time 00:02:00:00]
+    python benchmarks/mnist_ssl_reproduction.py --seed 1 --max-epochs 300 [--max-time 00:02:00:00] [--resume]
 
 Trains ``configs/mnist_ssl_100.yaml`` (or ``--config``) through the LightningCLI and, after every epoch, measures
 the error of the raw and of the averaged (EMA) discriminator on the 10,000 MNIST test images, as the paper
 reports it (every epoch, no model selection on the test set). One JSON line per epoch is appended to
 ``benchmarks/results/<name>_seed<seed>.jsonl``; ``benchmarks/plot_reproduction.py`` draws the curves.
+``--resume`` continues the run from its newest ``last.ckpt`` (all state restored, including the Trainer's
+``max_time`` clock) and appends to the same file, with wall-clock time counted on from its last line.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 class TestErrorPerEpoch(Callback):
     """After each training epoch, count test errors of the raw and averaged discriminator; append a JSON line."""
 
-    def __init__(self, out: Path, seed: int) -> None:
-        self.out, self.seed, self.start = out, seed, time.perf_counter()
+    def __init__(self, out: Path, seed: int, wall_offset: float = 0.0) -> None:
+        self.out, self.seed, self.start = out, seed, time.perf_counter() - wall_offset
 
     @torch.no_grad()
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -70,6 +72,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--name", default=None, help="results file stem (default: config name + labels)")
     parser.add_argument("--results", default=str(RESULTS), help="folder for the JSON lines")
+    parser.add_argument("--runs", default="runs", help="the CSVLogger save_dir of the config (for --resume)")
+    parser.add_argument("--resume", action="store_true", help="continue from the run's newest last.ckpt")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -77,7 +81,15 @@ def main() -> None:
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     out = results / f"{name}_seed{args.seed}.jsonl"
-    out.unlink(missing_ok=True)
+    ckpt_path, wall_offset = None, 0.0
+    if args.resume:
+        ckpts = sorted(Path(args.runs).glob(f"{name}_seed{args.seed}/version_*/checkpoints/last.ckpt"))
+        if not ckpts or not out.exists():
+            raise SystemExit(f"--resume: no last.ckpt under {args.runs}/{name}_seed{args.seed} or no {out}")
+        ckpt_path = str(max(ckpts, key=lambda p: p.stat().st_mtime))
+        wall_offset = json.loads(out.read_text().splitlines()[-1])["wall_s"]
+    else:
+        out.unlink(missing_ok=True)
     cli_args = [
         "--config", args.config,
         "--seed_everything", str(args.seed),
@@ -89,8 +101,8 @@ def main() -> None:
     if args.max_time:
         cli_args += ["--trainer.max_time", args.max_time]
     cli = build_cli(cli_args, run=False)
-    cli.trainer.callbacks.append(TestErrorPerEpoch(out, args.seed))
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    cli.trainer.callbacks.append(TestErrorPerEpoch(out, args.seed, wall_offset))
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@
   and standard deviation 1 per unit. Hand-written: torch has weight norm but not this init.
 - :class:`MinibatchDiscrimination`: minibatch features (Salimans et al. 2016, section 3.2).
 - :class:`VirtualBatchNorm1d` / :class:`VirtualBatchNorm2d`: virtual batch normalisation (section 3.5).
+- :func:`spectral_normalize`: ``torch.nn.utils.parametrizations.spectral_norm`` on every linear and
+  convolution layer of a network (Miyato et al. 2018).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
-from torch.nn.utils.parametrizations import weight_norm
+from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
 __all__ = [
     "Bias",
@@ -26,6 +28,7 @@ __all__ = [
     "VirtualBatchNorm2d",
     "data_dependent_init",
     "is_weight_normed",
+    "spectral_normalize",
     "weight_norm_linear",
 ]
 
@@ -273,3 +276,20 @@ class VirtualBatchNorm2d(_VirtualBatchNorm):
     """
 
     _data_dims = 2
+
+
+def spectral_normalize(network: nn.Module) -> nn.Module:
+    """Put every ``nn.Linear`` and ``nn.Conv*`` weight of ``network`` under spectral normalisation, in place.
+
+    Uses ``torch.nn.utils.parametrizations.spectral_norm`` (one power iteration per training forward, the
+    estimate of the largest singular value kept in buffers, so it is checkpointed). Returns ``network``.
+
+    Example:
+        >>> net = spectral_normalize(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)))
+        >>> [parametrize.is_parametrized(m, "weight") for m in net if isinstance(m, nn.Linear)]
+        [True, True]
+    """
+    for module in list(network.modules()):
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)):
+            spectral_norm(module)
+    return network

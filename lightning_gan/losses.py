@@ -2,12 +2,16 @@
 
 The K+1-class semi-supervised GAN loss and feature matching of Salimans et al. 2016,
 "Improved Techniques for Training GANs" (section 5, eq. 5 and section 3.1), with one-sided label
-smoothing (section 3.4) and the non-saturating generator loss on the K+1 real/fake decision. Only torch is
-imported here: networks know nothing of losses, losses nothing of the training loop.
+smoothing (section 3.4) and the non-saturating generator loss on the K+1 real/fake decision; and the losses of
+the unsupervised GAN family, written on D's raw output (a logit, or a critic score): minimax and non-saturating
+(Goodfellow et al. 2014), Wasserstein (Arjovsky et al. 2017) with the gradient penalty of Gulrajani et al.
+2017, and hinge (Lim & Ye 2017; Miyato et al. 2018). Only torch is imported here: networks know nothing of
+losses, losses nothing of the training loop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -15,8 +19,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "GAN_DISCRIMINATOR_LOSSES",
+    "GAN_GENERATOR_LOSSES",
     "SSLDiscriminatorLoss",
+    "bce_discriminator_loss",
     "feature_matching_loss",
+    "gradient_penalty",
+    "hinge_discriminator_loss",
+    "hinge_generator_loss",
+    "minimax_generator_loss",
+    "non_saturating_generator_loss",
+    "wasserstein_discriminator_loss",
+    "wasserstein_generator_loss",
     "ssl_discriminator_loss",
     "ssl_generator_loss",
     "ssl_real_probability",
@@ -128,3 +142,149 @@ def feature_matching_loss(real_features: Tensor, fake_features: Tensor, p: int =
         raise ValueError(f"feature_matching_loss: p must be 1 or 2, got {p!r}")
     diff = real_features.flatten(1).mean(0) - fake_features.flatten(1).mean(0)  # [F]
     return diff.abs().mean() if p == 1 else diff.square().mean()
+
+
+# ----- the unsupervised GAN family: D outputs one number per image, [B] or [B, 1] -------------------------------
+def _check_real_target(real_target: float, loss: str) -> None:
+    if not 0.0 < real_target <= 1.0:
+        raise ValueError(
+            f"{loss}: real_target (one-sided label smoothing alpha) must be in (0, 1], got {real_target!r}"
+        )
+
+
+def bce_discriminator_loss(real_logits: Tensor, fake_logits: Tensor, real_target: float = 1.0) -> Tensor:
+    """Discriminator loss of the minimax and non-saturating GANs: ``-mean log D(x) - mean log(1 - D(G(z)))``.
+
+    D(x) = sigmoid(logit), so ``-log D = softplus(-l)`` and ``-log(1 - D) = softplus(l)`` (finite for any logit).
+    The two expectations are summed, as in Goodfellow et al. 2014, eq. 1 (not averaged).
+
+    One-sided label smoothing (Salimans et al. 2016, section 3.4): with ``real_target = alpha < 1`` the real term
+    is the cross-entropy against alpha, ``-alpha log D(x) - (1 - alpha) log(1 - D(x))``; fake targets stay 0.
+    Smoothing the fake side is not offered: with fake target beta the optimal D is (alpha p_data + beta p_model) /
+    (p_data + p_model), which tends to beta > 0 where there is no data, so fakes there are not pushed back.
+
+    Example:
+        >>> real, fake = torch.tensor([0.0, 0.0]), torch.tensor([0.0, 0.0])  # D = 1/2 everywhere
+        >>> bce_discriminator_loss(real, fake)                                # log 2 + log 2
+        tensor(1.3863)
+        >>> # 0.9 softplus(-2) + 0.1 softplus(2) + softplus(-1) = 0.1142 + 0.2127 + 0.3133
+        >>> bce_discriminator_loss(torch.tensor([2.0]), torch.tensor([-1.0]), real_target=0.9)
+        tensor(0.6402)
+    """
+    _check_real_target(real_target, "bce_discriminator_loss")
+    real = F.softplus(-real_logits).mean()  # -log D(x)
+    if real_target != 1.0:
+        real = real_target * real + (1.0 - real_target) * F.softplus(real_logits).mean()  # -log(1 - D(x))
+    return real + F.softplus(fake_logits).mean()  # -log(1 - D(G(z)))
+
+
+def minimax_generator_loss(fake_logits: Tensor) -> Tensor:
+    """The original (saturating) generator loss: ``mean log(1 - D(G(z))) = -mean softplus(l)``, minimised.
+
+    Its gradient vanishes when D confidently rejects the fakes (l very negative), which is why Goodfellow et al.
+    2014 propose the non-saturating loss in practice.
+
+    Example:
+        >>> minimax_generator_loss(torch.tensor([0.0]))   # log(1 - 1/2)
+        tensor(-0.6931)
+    """
+    return -F.softplus(fake_logits).mean()
+
+
+def non_saturating_generator_loss(fake_logits: Tensor) -> Tensor:
+    """Non-saturating generator loss: ``-mean log D(G(z)) = mean softplus(-l)``.
+
+    Example:
+        >>> non_saturating_generator_loss(torch.tensor([0.0, 2.0]))   # (log 2 + softplus(-2)) / 2
+        tensor(0.4100)
+    """
+    return F.softplus(-fake_logits).mean()
+
+
+def wasserstein_discriminator_loss(real_scores: Tensor, fake_scores: Tensor, real_target: float = 1.0) -> Tensor:
+    """WGAN critic loss (Arjovsky et al. 2017): ``mean f(G(z)) - mean f(x)``, minimised by the critic f.
+
+    Its negative estimates the Wasserstein-1 distance when f is 1-Lipschitz (weight clipping or
+    :func:`gradient_penalty`). ``real_target`` exists for a uniform signature and must be 1.
+
+    Example:
+        >>> wasserstein_discriminator_loss(torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 0.0]))   # -0.5 - 2
+        tensor(-2.5000)
+    """
+    if real_target != 1.0:
+        raise ValueError("label smoothing does not apply to the Wasserstein loss (no targets): leave real_target at 1")
+    return fake_scores.mean() - real_scores.mean()
+
+
+def wasserstein_generator_loss(fake_scores: Tensor) -> Tensor:
+    """WGAN generator loss: ``-mean f(G(z))``.
+
+    Example:
+        >>> wasserstein_generator_loss(torch.tensor([-1.0, 0.0]))
+        tensor(0.5000)
+    """
+    return -fake_scores.mean()
+
+
+def hinge_discriminator_loss(real_scores: Tensor, fake_scores: Tensor, real_target: float = 1.0) -> Tensor:
+    """Hinge loss for D (Lim & Ye 2017; Miyato et al. 2018): ``mean relu(1 - D(x)) + mean relu(1 + D(G(z)))``.
+
+    ``real_target`` exists for a uniform signature and must be 1 (the margin already keeps D from saturating).
+
+    Example:
+        >>> hinge_discriminator_loss(torch.tensor([0.5, 2.0]), torch.tensor([-3.0, 0.0]))   # (0.5+0)/2 + (0+1)/2
+        tensor(0.7500)
+    """
+    if real_target != 1.0:
+        raise ValueError("label smoothing does not apply to the hinge loss (no targets): leave real_target at 1")
+    return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
+
+
+def hinge_generator_loss(fake_scores: Tensor) -> Tensor:
+    """Generator loss paired with the hinge D loss: ``-mean D(G(z))``.
+
+    Example:
+        >>> hinge_generator_loss(torch.tensor([-3.0, 0.0]))
+        tensor(1.5000)
+    """
+    return -fake_scores.mean()
+
+
+def gradient_penalty(
+    critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, epsilon: Tensor | None = None
+) -> Tensor:
+    """WGAN-GP penalty (Gulrajani et al. 2017, eq. 3): ``mean (||grad_x f(x_hat)||_2 - 1)^2``.
+
+    ``x_hat = eps x + (1 - eps) G(z)`` with one ``eps ~ U(0, 1)`` per sample (``epsilon`` of shape [B] to fix
+    it). The gradient is taken with ``create_graph=True`` so the penalty itself can be back-propagated into the
+    critic; the norm is over all dimensions of one sample. Multiply by lambda (10 in the paper) yourself.
+
+    Example:
+        >>> critic = lambda x: 3.0 * x.flatten(1).sum(1)           # gradient 3 everywhere, norm 3 sqrt(4) = 6
+        >>> gradient_penalty(critic, torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2))  # (6 - 1)^2
+        tensor(25.)
+    """
+    if real.shape != fake.shape:
+        raise ValueError(f"gradient_penalty: real {list(real.shape)} and fake {list(fake.shape)} shapes differ")
+    if epsilon is None:
+        epsilon = torch.rand(len(real), device=real.device, dtype=real.dtype)
+    eps = epsilon.view(-1, *([1] * (real.dim() - 1)))  # [B, 1, ...]
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1.0).square().mean()
+
+
+#: D losses of the unsupervised family by name, each ``(real_out, fake_out, real_target) -> loss``.
+GAN_DISCRIMINATOR_LOSSES: dict[str, Callable[..., Tensor]] = {
+    "minimax": bce_discriminator_loss,
+    "non_saturating": bce_discriminator_loss,
+    "wasserstein": wasserstein_discriminator_loss,
+    "hinge": hinge_discriminator_loss,
+}
+#: G losses by the same names, each ``fake_out -> loss``.
+GAN_GENERATOR_LOSSES: dict[str, Callable[[Tensor], Tensor]] = {
+    "minimax": minimax_generator_loss,
+    "non_saturating": non_saturating_generator_loss,
+    "wasserstein": wasserstein_generator_loss,
+    "hinge": hinge_generator_loss,
+}

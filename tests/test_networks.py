@@ -6,8 +6,17 @@ import sys
 import pytest
 import torch
 
-from lightning_gan.layers import data_dependent_init
-from lightning_gan.networks import NETWORKS, MNISTDiscriminator, MNISTGenerator, build_net
+from lightning_gan.layers import data_dependent_init, is_weight_normed
+from lightning_gan.networks import (
+    NETWORKS,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MNISTDiscriminator,
+    MNISTGenerator,
+    VanillaDiscriminator,
+    VanillaGenerator,
+    build_net,
+)
 
 
 def _input_for(net: torch.nn.Module, batch: int = 8) -> torch.Tensor:
@@ -21,10 +30,13 @@ def test_registered_network_shapes_gradients_and_no_nan(name):
     torch.manual_seed(0)
     net = build_net(name)
     x = _input_for(net)
-    if not hasattr(net, "sample_noise"):
+    if any(is_weight_normed(m) for m in net.modules()):
         data_dependent_init(net, x)
     out = net(x)
-    expected = (8, *net.image_shape) if hasattr(net, "sample_noise") else (8, net.num_classes)
+    if hasattr(net, "sample_noise"):
+        expected = (8, *net.image_shape)
+    else:  # K class logits (semi-supervised D) or one raw output per sample (GAN discriminator / critic)
+        expected = (8, net.num_classes) if hasattr(net, "num_classes") else (8,)
     assert tuple(out.shape) == expected
     assert torch.isfinite(out).all()
     out.square().mean().backward()
@@ -91,3 +103,68 @@ def test_paper_mnist_architecture_is_pinned():
     assert [m.bias is None for m in g.hidden if isinstance(m, nn.Linear)] == [True, True]
     assert is_weight_normed(g.out) and g.out.parametrizations.weight.original0.requires_grad  # trainable scale
     assert (g.out.in_features, g.out.out_features) == (500, 784)
+
+
+def test_vanilla_gan_matches_the_brief_layer_sizes():
+    from torch import nn
+
+    g, d = VanillaGenerator(), VanillaDiscriminator()
+    assert [(m.in_features, m.out_features) for m in g.modules() if isinstance(m, nn.Linear)] == [
+        (100, 500), (500, 500), (500, 784)
+    ]  # fmt: skip
+    assert [(m.in_features, m.out_features) for m in d.modules() if isinstance(m, nn.Linear)] == [
+        (784, 500), (500, 500), (500, 1)
+    ]  # fmt: skip
+    x = g(g.sample_noise(64))
+    assert x.shape == (64, 1, 28, 28) and x.min() >= -1 and x.max() <= 1 and g.value_range == (-1.0, 1.0)
+    assert VanillaGenerator(output="sigmoid").value_range == (0.0, 1.0)
+    toy = VanillaGenerator(noise_dim=2, hidden_dims=(16,), image_shape=(2,), output=None)
+    assert toy(toy.sample_noise(5)).shape == (5, 2) and toy.value_range is None
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_dcgan_shapes_follow_the_dcgan_rules(shape):
+    from torch import nn
+
+    g, d = DCGANGenerator(image_shape=shape, base_channels=8), DCGANDiscriminator(image_shape=shape, base_channels=8)
+    x = g(g.sample_noise(3))
+    assert x.shape == (3, *shape) and x.abs().max() <= 1
+    assert d(x).shape == (3,)
+    # strided convolutions only, no pooling and no hidden fully connected layer
+    assert not any(isinstance(m, (nn.Linear, nn.MaxPool2d, nn.AvgPool2d)) for m in [*g.modules(), *d.modules()])
+    # batch norm everywhere except the generator output and the discriminator input
+    assert not isinstance(g.net[-2], nn.BatchNorm2d) and isinstance(d.net[1], nn.LeakyReLU)
+    n_up = 3 if shape[1] == 32 else 2
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in g.modules()) == n_up
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in d.modules()) == n_up - 1
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in DCGANDiscriminator(image_shape=shape, norm=None).modules())
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: VanillaDiscriminator(spectral_norm=True),
+        lambda: DCGANDiscriminator(base_channels=8, norm=None, spectral_norm=True),
+    ],
+)
+def test_spectral_norm_bounds_every_layer_by_one(make):
+    from torch import nn
+    from torch.nn.utils import parametrize
+
+    torch.manual_seed(0)
+    d = make()
+    layers = [m for m in d.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    assert layers and all(parametrize.is_parametrized(m, "weight") for m in layers)
+    for _ in range(30):  # power iterations run in training-mode forwards
+        d(torch.rand(4, *d.image_shape))
+    d.eval()
+    for m in layers:
+        sigma = float(torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2))
+        assert sigma == pytest.approx(1.0, abs=0.05)
+
+
+def test_gan_discriminators_reject_wrong_image_shape():
+    with pytest.raises(ValueError, match=r"expects inputs of shape \[B, 1, 28, 28\], got \[2, 3, 32, 32\]"):
+        DCGANDiscriminator(base_channels=4)(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="square images"):
+        DCGANGenerator(image_shape=(3, 32, 16))

@@ -1,5 +1,6 @@
 """Lightning data modules with seeded, class-balanced labelled subsets and unlabelled pools."""
 
+from lightning_gan.datamodules.images import DataSubset, ImageDataModule
 from lightning_gan.datamodules.mnist import SemiSupervisedMNIST
 from lightning_gan.datamodules.semi_supervised import (
     InMemorySemiSupervised,
@@ -9,15 +10,22 @@ from lightning_gan.datamodules.semi_supervised import (
     default_data_dir,
 )
 from lightning_gan.datamodules.splits import LabelSplit, select_labelled, select_validation, targets_hash
+from lightning_gan.datamodules.vision import VISION_DATASETS, VisionDatasetSpec, load_vision_dataset, missing_files
 
 __all__ = [
+    "VISION_DATASETS",
+    "DataSubset",
+    "ImageDataModule",
     "InMemorySemiSupervised",
     "LabelSplit",
     "LabelledImages",
     "SemiSupervisedDataModule",
     "SemiSupervisedMNIST",
     "UnlabelledImages",
+    "VisionDatasetSpec",
     "default_data_dir",
+    "load_vision_dataset",
+    "missing_files",
     "select_labelled",
     "select_validation",
     "targets_hash",

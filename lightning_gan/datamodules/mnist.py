@@ -47,6 +47,7 @@ class SemiSupervisedMNIST(SemiSupervisedDataModule):
     dataset_name = "MNIST"
     num_classes = 10
     image_shape = (1, 28, 28)
+    value_range = (0.0, 1.0)  # pixels / 255, as openai/improved-gan
 
     def __init__(
         self,

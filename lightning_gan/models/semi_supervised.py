@@ -14,12 +14,9 @@ means 1000 iterations by default; ``max_epochs`` (one pass over the unlabelled p
 
 from __future__ import annotations
 
-import inspect
-import warnings
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
@@ -32,6 +29,7 @@ from lightning_gan.losses import (
     ssl_generator_loss,
     ssl_real_probability,
 )
+from lightning_gan.models.base import AdversarialModule, save_hyperparameters
 from lightning_gan.models.ema import EMA
 
 __all__ = ["SemiSupervisedGAN", "paper_adam"]
@@ -62,29 +60,7 @@ def paper_adam(params: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=0.003, betas=(0.5, 0.999), eps=1e-4, foreach=True)
 
 
-def _trainable(module: nn.Module) -> list[nn.Parameter]:
-    return [p for p in module.parameters() if p.requires_grad]
-
-
-def _save_hyperparameters(module: LightningModule, network_args: tuple[str, ...]) -> None:
-    """``save_hyperparameters()`` without pickling networks.
-
-    Under LightningCLI the networks arrive as ``class_path`` configs, which are saved so that
-    ``load_from_checkpoint`` rebuilds them. Built in Python they are module instances, which cannot be
-    pickled (weight-norm parametrizations forbid it) and are in the checkpoint's state_dict anyway:
-    they are left out, and ``load_from_checkpoint`` then needs them passed again.
-    """
-    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-
-    frame = inspect.currentframe().f_back  # the caller's __init__, whose arguments are the hyperparameters
-
-    from_cli = _given_hyperparameters.get() is not None
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
-        module.save_hyperparameters(ignore=None if from_cli else list(network_args), frame=frame)
-
-
-class SemiSupervisedGAN(LightningModule):
+class SemiSupervisedGAN(AdversarialModule):
     """K+1-class semi-supervised GAN with a feature-matching generator.
 
     Args:
@@ -110,6 +86,9 @@ class SemiSupervisedGAN(LightningModule):
             unlabelled batch); ``trainer.global_step`` grows by ``1 + generator_steps`` per iteration.
         real_target: alpha of one-sided label smoothing (section 3.4) on the unlabelled real term of the
             discriminator loss; 1 means no smoothing, the paper suggests 0.9. Fake targets stay 0.
+        augment: DiffAugment policy (e.g. ``"translation,cutout"``) applied to every discriminator input of a
+            training step: labelled, unlabelled and generated images alike, in the D and the G step (also to the
+            real images whose features are matched). Evaluation sees clean images. ``""``: none (the paper).
 
     Example:
         >>> from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
@@ -133,9 +112,10 @@ class SemiSupervisedGAN(LightningModule):
         feature_matching_weight: float = 0.0,
         generator_steps: int = 1,
         real_target: float = 1.0,  # paper section 3.4 suggests 0.9; the reference MNIST code does not smooth
+        augment: str = "",
     ) -> None:
-        super().__init__()
-        _save_hyperparameters(self, ("generator", "discriminator"))
+        super().__init__(optimizer_d or paper_adam, optimizer_g or paper_adam, augment=augment)
+        save_hyperparameters(self, ("generator", "discriminator"))
         for name, net, method in (
             ("generator", generator, "sample_noise"),
             ("discriminator", discriminator, "features"),
@@ -165,12 +145,9 @@ class SemiSupervisedGAN(LightningModule):
                     f"feature_layer {feature_layer!r} is not a submodule of {type(discriminator).__name__}; "
                     f"choose one of: {listed}"
                 )
-        self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
         self.ema_discriminator = EMA(discriminator, decay=ema_decay)
-        self.optimizer_d = optimizer_d or paper_adam
-        self.optimizer_g = optimizer_g or paper_adam
         self.unsupervised_weight = unsupervised_weight
         self.feature_matching_p = feature_matching_p
         self.feature_layer = feature_layer
@@ -179,8 +156,6 @@ class SemiSupervisedGAN(LightningModule):
         self.generator_steps = generator_steps
         self.real_target = real_target
         self.register_buffer("initialized", torch.tensor(False))  # checkpointed: never re-initialise on resume
-        self._window_sum: Tensor | None = None  # per-step training statistics, summed until they are logged
-        self._window_len = 0
         self.errors = nn.ModuleDict({f"{s}_{k}": MeanMetric() for s in ("val", "test") for k in ("raw", "ema")})
 
     # ----- initialisation -------------------------------------------------------------------------
@@ -197,9 +172,6 @@ class SemiSupervisedGAN(LightningModule):
         self.discriminator.train(was_training)
         self.ema_discriminator.restart(self.discriminator)
         self.initialized.fill_(True)
-
-    def setup(self, stage: str) -> None:
-        self._check_compatible(self.trainer.datamodule)
 
     def on_fit_start(self) -> None:
         """Data-dependent init, once: a resumed run has ``initialized`` (and the weights) from its checkpoint."""
@@ -218,21 +190,7 @@ class SemiSupervisedGAN(LightningModule):
             self.discriminator.load_state_dict(state)
             self.ema_discriminator.restart(self.discriminator)
 
-    def _check_compatible(self, datamodule: Any) -> None:
-        for attr in ("num_classes", "image_shape"):
-            want, have = getattr(datamodule, attr, None), getattr(self.discriminator, attr, None)
-            if want is None or have is None:
-                continue
-            if (tuple(want) != tuple(have)) if attr == "image_shape" else (want != have):
-                raise ValueError(
-                    f"the data module has {attr}={want} but the discriminator {type(self.discriminator).__name__} was "
-                    f"built for {attr}={have}; set the discriminator's {attr} to {want}"
-                )
-
     # ----- training -------------------------------------------------------------------------------
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [self.optimizer_d(_trainable(self.discriminator)), self.optimizer_g(_trainable(self.generator))]
-
     def _d_logits(self, *batches: Tensor) -> tuple[Tensor, ...]:
         """D's logits for each batch: one forward over their concatenation unless D is batch-dependent.
 
@@ -241,12 +199,13 @@ class SemiSupervisedGAN(LightningModule):
         then each batch goes through D alone, as openai/improved-gan does.
         """
         if getattr(self.discriminator, "batch_dependent", False):
-            return tuple(self.discriminator(x) for x in batches)
-        logits = self.discriminator(torch.cat(batches))  # [sum B_i, K]
+            return tuple(self.discriminator(self.augment_d_input(x)) for x in batches)
+        logits = self.discriminator(self.augment_d_input(torch.cat(batches)))  # [sum B_i, K]
         return logits.split([len(x) for x in batches])
 
     def _d_features(self, x: Tensor, with_logits: bool = False) -> tuple[Tensor | None, Tensor]:
         """Feature-matching features of ``x`` (flattened to [B, F]), and D's logits when ``with_logits``."""
+        x = self.augment_d_input(x)
         if self.feature_layer is None:
             if not with_logits:
                 return None, self.discriminator.features(x)  # [B, F]
@@ -283,10 +242,9 @@ class SemiSupervisedGAN(LightningModule):
             d_loss = ssl_discriminator_loss(
                 logits_lab, y_lab, logits_unl, logits_fake, self.unsupervised_weight, real_target=self.real_target
             )
-            self.manual_backward(d_loss.total)
-            opt_d.step()
-            opt_d.zero_grad(set_to_none=True)  # the G step must find no D gradients
-            self.ema_discriminator.update(self.discriminator)
+            self.optimizer_step_on(opt_d, d_loss.total)
+        self.ema_discriminator.update(self.discriminator)
+        self.d_steps += 1
 
         # --- G steps: feature matching against a second unlabelled batch, or the non-saturating loss ---
         non_saturating = self.generator_loss == "non_saturating"
@@ -302,9 +260,7 @@ class SemiSupervisedGAN(LightningModule):
                     g_loss = g_loss_ns + self.feature_matching_weight * g_loss_fm
                 else:
                     g_loss_ns = g_loss = g_loss_fm
-                self.manual_backward(g_loss)
-                opt_g.step()
-                opt_g.zero_grad(set_to_none=True)
+                self.optimizer_step_on(opt_g, g_loss)
 
         with torch.no_grad():
             if not non_saturating:
@@ -323,27 +279,10 @@ class SemiSupervisedGAN(LightningModule):
                     g_loss,
                 ]
             )
-        self._log_window(stats, batch_idx)
-
-    def _log_window(self, stats: Tensor, batch_idx: int) -> None:
-        """Log the mean of ``stats`` over windows of ``log_every_n_steps`` iterations.
-
-        ``self.log`` costs about 3 ms per key per call on CPU (a quarter of an MNIST iteration with eight keys),
-        so statistics are summed as one tensor every step and handed to Lightning once per window, weighted by
-        the window length, which keeps the epoch means (``*_epoch``) exact.
-        """
-        self._window_sum = stats if self._window_sum is None else self._window_sum + stats
-        self._window_len += 1
-        last = batch_idx + 1 == self.trainer.num_training_batches
-        if not (self.trainer._logger_connector.should_update_logs or last):  # Lightning's own flush condition
-            return
-        means = dict(zip(TRAIN_STATS, self._window_sum / self._window_len, strict=True))
-        self.log_dict(means, on_step=True, on_epoch=True, batch_size=self._window_len)
-        self.log("g_fm", means["train/g_loss_fm"], prog_bar=True, logger=False)
-        self._window_sum, self._window_len = None, 0
-
-    def on_train_epoch_start(self) -> None:
-        self._window_sum, self._window_len = None, 0  # no partial window from an interrupted epoch
+        self.accumulate_stats(TRAIN_STATS, stats)
+        logged = self.flush_stats(batch_idx)
+        if logged:
+            self.log("g_fm", logged["train/g_loss_fm"], prog_bar=True, logger=False)
 
     # ----- evaluation -----------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:

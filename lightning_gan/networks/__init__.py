@@ -5,7 +5,7 @@ so tests and scripts can iterate over all of them; configs pick them by ``class_
 
 Example:
     >>> sorted(NETWORKS)[:2]
-    ['mnist_discriminator', 'mnist_generator']
+    ['dcgan_discriminator', 'dcgan_generator']
     >>> build_net("mnist_generator", noise_dim=10)(torch.rand(2, 10)).shape
     torch.Size([2, 1, 28, 28])
 """
@@ -14,7 +14,19 @@ from __future__ import annotations
 
 import torch  # noqa: F401  (used by the module doctest)
 
+from lightning_gan.networks.dcgan import DCGANDiscriminator, DCGANGenerator
 from lightning_gan.networks.mlp import MNISTDiscriminator, MNISTGenerator
 from lightning_gan.networks.registry import NETWORKS, build_net, register_net
+from lightning_gan.networks.vanilla import VanillaDiscriminator, VanillaGenerator
 
-__all__ = ["NETWORKS", "MNISTDiscriminator", "MNISTGenerator", "build_net", "register_net"]
+__all__ = [
+    "NETWORKS",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "MNISTDiscriminator",
+    "MNISTGenerator",
+    "VanillaDiscriminator",
+    "VanillaGenerator",
+    "build_net",
+    "register_net",
+]

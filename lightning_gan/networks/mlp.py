@@ -69,6 +69,7 @@ class MNISTGenerator(nn.Module):
             raise ValueError(f"MNISTGenerator: norm must be 'batch' or 'virtual_batch', got {norm!r}")
         self.noise_dim = noise_dim
         self.image_shape = tuple(image_shape)
+        self.value_range = (0.0, 1.0)  # sigmoid output
         self.norm = norm
         out_dim = math.prod(self.image_shape)
         layers: list[nn.Module] = []
