@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_gan.cli import build_cli
-from lightning_gan.models import SemiSupervisedGAN
+from lightning_gan.models import GAN, SemiSupervisedGAN
 from tests.conftest import mnist_dir, requires_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def config_args(path: Path) -> list[str]:
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_every_config_parses_and_builds(path, tmp_path):
     cli = build_cli([*config_args(path), "--trainer.default_root_dir", str(tmp_path)], run=False)
-    assert isinstance(cli.model, SemiSupervisedGAN)
+    assert isinstance(cli.model, SemiSupervisedGAN if "_ssl_" in path.stem else GAN)
     if path.stem.endswith("_labels"):
         assert cli.datamodule.num_labelled == int(path.stem.split("_")[2])
 
@@ -139,3 +139,37 @@ def test_help_documents_every_technique_option():
     for option in ("feature_layer", "generator_loss", "feature_matching_weight", "generator_steps", "real_target"):
         assert f"--model.init_args.{option}" in proc.stdout or f"--model.{option}" in proc.stdout, option
     assert "one-sided label smoothing" in proc.stdout
+
+
+GAN_CONFIGS = [p for p in CONFIGS if "_ssl_" not in p.stem]
+
+
+@pytest.mark.parametrize("path", GAN_CONFIGS, ids=[p.stem for p in GAN_CONFIGS])
+def test_every_gan_config_trains_a_few_steps_on_its_dataset_files(path, tmp_path, monkeypatch):
+    """Each GAN config runs as is on files in its dataset's exact on-disk format (generated, small)."""
+    from tests.fake_datasets import patch_cifar10_md5, write_cifar10, write_mnist_like
+
+    dataset = yaml.safe_load(path.read_text())["data"]["init_args"]["dataset"]
+    if dataset == "cifar10":
+        write_cifar10(tmp_path, n_per_batch=40, n_test=20)
+        patch_cifar10_md5(monkeypatch, tmp_path)
+    else:
+        write_mnist_like(tmp_path, folder={"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}[dataset], n_train=200)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LIGHTNING_GAN_DATA", str(tmp_path))
+    cli = build_cli(
+        [
+            "fit",
+            "--config", str(path),
+            "--trainer.max_steps", "12",
+            "--trainer.limit_val_batches", "1",
+            "--data.init_args.val_size", "20",
+            "--data.init_args.fraction", "1.0",
+        ]
+    )  # fmt: skip
+    model = cli.model
+    assert cli.trainer.global_step == 12
+    assert model.d_steps + model.g_steps == 12 and model.g_steps == model.d_steps // model.n_critic
+    assert (Path(cli.trainer.log_dir) / "config.yaml").is_file()
+    assert (Path(cli.trainer.log_dir) / "data_subset.json").is_file()
+    assert {"train/d_loss", "train/g_loss", "val/d_real_acc"} <= set(cli.trainer.callback_metrics)

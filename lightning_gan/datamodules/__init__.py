@@ -10,11 +10,13 @@ from lightning_gan.datamodules.semi_supervised import (
     default_data_dir,
 )
 from lightning_gan.datamodules.splits import LabelSplit, select_labelled, select_validation, targets_hash
+from lightning_gan.datamodules.toy import GaussianMixtureDataModule, mode_coverage, ring_centers
 from lightning_gan.datamodules.vision import VISION_DATASETS, VisionDatasetSpec, load_vision_dataset, missing_files
 
 __all__ = [
     "VISION_DATASETS",
     "DataSubset",
+    "GaussianMixtureDataModule",
     "ImageDataModule",
     "InMemorySemiSupervised",
     "LabelSplit",
@@ -26,6 +28,8 @@ __all__ = [
     "default_data_dir",
     "load_vision_dataset",
     "missing_files",
+    "mode_coverage",
+    "ring_centers",
     "select_labelled",
     "select_validation",
     "targets_hash",
