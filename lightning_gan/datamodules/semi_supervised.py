@@ -91,6 +91,7 @@ class SemiSupervisedDataModule(LightningDataModule, ABC):
     dataset_name: str = "dataset"
     num_classes: int = 10
     image_shape: tuple[int, int, int] = (1, 28, 28)
+    value_range: tuple[float, float] = (0.0, 1.0)  # pixel values of the images load_images returns
 
     def __init__(
         self,
@@ -206,6 +207,24 @@ class SemiSupervisedDataModule(LightningDataModule, ABC):
                 self._save_to_run_dir()
         if stage in ("test", "predict", None) and self._test is None:
             self._test = self.load_images(train=False)
+
+    def real_images(self, n: int | None = None, split: str = "test") -> Tensor:
+        """The first ``n`` images (all when ``None``) of the ``"train"`` unlabelled pool, ``"val"`` or ``"test"`` set.
+
+        For metric callbacks that compare generated images with real ones; loads the split if needed.
+        """
+        if split == "test":
+            if self._test is None:
+                self.setup("test")
+            images = self._test[0]
+        elif split in ("train", "val"):
+            if self._train is None:
+                self.setup("fit")
+            indices = self.unlabelled_indices if split == "train" else self.validation_indices
+            images = self._train[0][indices[:n] if n is not None else indices]
+        else:
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        return images[:n] if n is not None else images
 
     def init_batch(self, size: int | None = None) -> Tensor:
         """Random images of the unlabelled pool (global RNG) for data-dependent initialisation."""

@@ -101,6 +101,17 @@ class AdversarialModule(LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.d_steps = int(checkpoint.get("d_steps", 0))
 
+    @torch.no_grad()
+    def sample(self, n: int) -> Tensor:
+        """``n`` generator samples in eval mode (batch-norm running statistics), from its EMA copy if there is one."""
+        net = getattr(self, "ema_generator", None) or self.generator
+        was_training = net.training
+        net.eval()
+        try:
+            return net(self.generator.sample_noise(n, device=self.device))
+        finally:
+            net.train(was_training)
+
     # ----- logging --------------------------------------------------------------------------------
     def accumulate_stats(self, names: tuple[str, ...], values: Tensor) -> None:
         """Add one step's statistics ``values`` ([len(names)], on the device) to the current logging window."""
@@ -114,8 +125,13 @@ class AdversarialModule(LightningModule):
         so statistics are summed as one tensor every step and handed to Lightning once per window of
         ``log_every_n_steps`` iterations, weighted by the window length, which keeps the epoch means exact.
         """
-        last = batch_idx + 1 == self.trainer.num_training_batches
-        if not (self.trainer._logger_connector.should_update_logs or last):  # Lightning's own flush condition
+        trainer = self.trainer
+        last = (
+            batch_idx + 1 == trainer.num_training_batches
+            or 0 <= trainer.max_steps <= trainer.global_step  # max_steps ends the epoch after this batch
+            or trainer.should_stop
+        )
+        if not (trainer._logger_connector.should_update_logs or last):  # Lightning's own flush condition
             return {}
         logged: dict[str, Tensor] = {}
         for names, (total, count) in self._window.items():

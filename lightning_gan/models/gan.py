@@ -168,17 +168,6 @@ class GAN(AdversarialModule):
         """Samples for noise ``z`` from the averaged generator when there is one, else from the generator."""
         return (self.ema_generator or self.generator)(z)
 
-    @torch.no_grad()
-    def sample(self, n: int) -> Tensor:
-        """``n`` samples from :meth:`forward` in eval mode (batch-norm running statistics, no dropout)."""
-        net = self.ema_generator or self.generator
-        was_training = net.training
-        net.eval()
-        try:
-            return net(self.generator.sample_noise(n, device=self.device))
-        finally:
-            net.train(was_training)
-
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         """How D judges held-out real images: a D that fits its training set calls them fake (Zhao et al. 2020).
 

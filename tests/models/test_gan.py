@@ -26,7 +26,8 @@ SHAPE = (1, 8, 8)
 def _quiet():
     with warnings.catch_warnings():
         # tiny loaders: fewer batches than the logging interval, no workers, no validation, non-resumable mid-epoch
-        warnings.filterwarnings("ignore", message=".*(num_workers|log_every_n_steps|resum|weights_only|val_dataloader).*")
+        pattern = ".*(num_workers|log_every_n_steps|resum|weights_only|val_dataloader).*"
+        warnings.filterwarnings("ignore", message=pattern)
         yield
 
 
@@ -353,7 +354,8 @@ class CountedNoiseGenerator(VanillaGenerator):
 
 def resumable_gan() -> GAN:
     torch.manual_seed(0)
-    return GAN(CountedNoiseGenerator(), VanillaDiscriminator(image_shape=SHAPE, hidden_dims=(16,)), n_critic=3, ema_decay=0.5)
+    critic = VanillaDiscriminator(image_shape=SHAPE, hidden_dims=(16,))
+    return GAN(CountedNoiseGenerator(), critic, n_critic=3, ema_decay=0.5)
 
 
 def same_batch_loader(n_batches: int) -> DataLoader:
@@ -438,19 +440,24 @@ def test_validation_and_training_metrics(tmp_path):
     assert metrics["train/d_loss_epoch"].item() == pytest.approx(sum(record.d_losses) / 5, rel=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AdversarialModule.flush_stats (models/base.py) flushes only at a logging-window end or the epoch's "
-    "last batch: when max_steps ends an epoch early, the trailing partial window is never logged",
+@pytest.mark.parametrize(
+    "n_critic, max_steps, batches",
+    [
+        (1, 10, 5),  # 5 of 20 batches, windows of 2, 2, then a partial 1
+        (5, 13, 11),  # 11 D + 2 G steps = 13: windows of 2 x 5, then a partial 1
+    ],
 )
-def test_epoch_mean_covers_the_steps_of_an_epoch_ended_by_max_steps(tmp_path):
-    model = GAN(*nets())
+def test_epoch_mean_covers_the_steps_of_an_epoch_ended_by_max_steps(tmp_path, n_critic, max_steps, batches):
+    """Regression: flush_stats once flushed only at a window end or the epoch's last batch, so an epoch cut short
+    by max_steps lost its trailing partial window (and a run shorter than one window logged no train/* at all)."""
+    model = GAN(*nets(), n_critic=n_critic)
     record = RecordDLoss(model)
-    trainer = make_trainer(tmp_path, max_steps=10, log_every_n_steps=2)  # 5 of 10 batches: windows 2, 2, (1)
-    trainer.fit(model, loader(10))
-    assert len(record.d_losses) == 5
+    trainer = make_trainer(tmp_path, max_steps=max_steps, log_every_n_steps=2)
+    trainer.fit(model, loader(20))
+    assert len(record.d_losses) == batches
     assert "train/d_loss_epoch" in trainer.callback_metrics
-    assert trainer.callback_metrics["train/d_loss_epoch"].item() == pytest.approx(sum(record.d_losses) / 5, rel=1e-5)
+    mean = sum(record.d_losses) / batches
+    assert trainer.callback_metrics["train/d_loss_epoch"].item() == pytest.approx(mean, rel=1e-5)
 
 
 # ----- 10: bad input ------------------------------------------------------------------------------------------
