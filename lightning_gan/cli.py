@@ -66,5 +66,15 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> LightningGANCL
 
 
 def main() -> None:
-    """Entry point of ``python -m lightning_gan`` and the ``lightning-gan`` script."""
+    """Entry point of ``python -m lightning_gan`` and the ``lightning-gan`` script.
+
+    ``turing`` is not a LightningCLI subcommand: it serves a visual Turing test (:mod:`lightning_gan.turing`).
+    """
+    import sys
+
+    if len(sys.argv) > 1 and sys.argv[1] == "turing":
+        from lightning_gan.turing.cli import main as turing_main
+
+        turing_main(sys.argv[2:])
+        return
     build_cli()
