@@ -1,6 +1,7 @@
 """Reproduction run of the paper's MNIST semi-supervised result: test error of every epoch, per label seed.
 
-    python benchmarks/mnist_ssl_reproduction.py --seed 1 --max-epochs 300 [--max-time 00:02:00:00] [--resume]
+    python benchmarks/mnist_ssl_reproduction.py --seed 1 --max-epochs 300 [--max-time 00:02:00:00] [--resume] \
+        [--name NAME -- --model.init_args.optimizer_d.init_args.eps 1e-8 ...]
 
 Trains ``configs/mnist_ssl_100.yaml`` (or ``--config``) through the LightningCLI and, after every epoch, measures
 the error of the raw and of the averaged (EMA) discriminator on the 10,000 MNIST test images, as the paper
@@ -8,6 +9,7 @@ reports it (every epoch, no model selection on the test set). One JSON line per 
 ``benchmarks/results/<name>_seed<seed>.jsonl``; ``benchmarks/plot_reproduction.py`` draws the curves.
 ``--resume`` continues the run from its newest ``last.ckpt`` (all state restored, including the Trainer's
 ``max_time`` clock) and appends to the same file, with wall-clock time counted on from its last line.
+Arguments after ``--`` go to the LightningCLI unchanged (controlled variations of the recipe, ``docs/reproduction.md``).
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ def main() -> None:
     parser.add_argument("--results", default=str(RESULTS), help="folder for the JSON lines")
     parser.add_argument("--runs", default="runs", help="the CSVLogger save_dir of the config (for --resume)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's newest last.ckpt")
+    parser.add_argument("cli_overrides", nargs="*", help="after --: LightningCLI arguments, e.g. --model.init_args.x 1")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,6 +103,7 @@ def main() -> None:
     ]  # fmt: skip
     if args.max_time:
         cli_args += ["--trainer.max_time", args.max_time]
+    cli_args += args.cli_overrides
     cli = build_cli(cli_args, run=False)
     cli.trainer.callbacks.append(TestErrorPerEpoch(out, args.seed, wall_offset))
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)

@@ -18,7 +18,11 @@ __all__ = ["LightningGANCLI", "build_cli", "main"]
 
 
 class LightningGANCLI(LightningCLI):
-    """LightningCLI with the project's defaults: CSV logs under ``runs/``, rich console, test after fit."""
+    """LightningCLI with the project's defaults: CSV logs under ``runs/``, rich console, test after fit.
+
+    Every run's checkpoints are written atomically and carry the RNG states (the default callbacks, and those of every
+    config in ``configs/``), so ``fit --ckpt_path .../last.ckpt`` resumes exactly where the run stopped.
+    """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -36,6 +40,11 @@ class LightningGANCLI(LightningCLI):
                 "trainer.callbacks": [
                     {"class_path": "lightning.pytorch.callbacks.RichProgressBar"},
                     {"class_path": "lightning.pytorch.callbacks.RichModelSummary"},
+                    {"class_path": "lightning_gan.callbacks.GlobalRNGState"},  # resumed runs draw the same numbers
+                    {  # instead of Lightning's default ModelCheckpoint, whose last.ckpt a crash mid-write can truncate
+                        "class_path": "lightning_gan.callbacks.AtomicModelCheckpoint",
+                        "init_args": {"save_last": True},
+                    },
                 ],
             }
         )

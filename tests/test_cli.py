@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import yaml
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
+from lightning_gan.callbacks import AtomicModelCheckpoint, GlobalRNGState, ImageQualityMetrics
 from lightning_gan.cli import build_cli
 from lightning_gan.models import GAN, SemiSupervisedGAN
 from tests.conftest import mnist_dir, requires_mnist
@@ -48,6 +50,20 @@ def test_defaults_log_to_csv_with_a_rich_console(tmp_path):
     )  # fmt: skip
     assert isinstance(cli.trainer.logger, CSVLogger) and cli.trainer.logger.save_dir == "runs"
     assert any(isinstance(c, RichProgressBar) for c in cli.trainer.callbacks)
+    assert isinstance(cli.trainer.checkpoint_callback, AtomicModelCheckpoint)
+    assert any(isinstance(c, GlobalRNGState) for c in cli.trainer.callbacks)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_config_checkpoints_atomically_with_the_rng_state(path):
+    """Resuming restores everything only with both callbacks; a config's callback list replaces the CLI defaults."""
+    callbacks = yaml.safe_load(path.read_text()).get("trainer", {}).get("callbacks")
+    if callbacks is None:  # a label-count override: the full config's callbacks apply
+        return
+    classes = [c["class_path"] for c in callbacks]
+    assert "lightning_gan.callbacks.AtomicModelCheckpoint" in classes
+    assert "lightning_gan.callbacks.GlobalRNGState" in classes
+    assert "lightning.pytorch.callbacks.ModelCheckpoint" not in classes
 
 
 def test_console_script_and_module_entry_points_exit_cleanly():
@@ -144,6 +160,18 @@ def test_help_documents_every_technique_option():
 GAN_CONFIGS = [p for p in CONFIGS if "_ssl_" not in p.stem]
 
 
+def small_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The configs' ImageQualityMetrics with 100 samples and no disk cache: the same code, a test-sized cost."""
+    init = ImageQualityMetrics.__init__
+
+    @functools.wraps(init)
+    def small(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.num_samples, self.num_real, self.cache_dir = 100, 100, None
+
+    monkeypatch.setattr(ImageQualityMetrics, "__init__", small)
+
+
 @pytest.mark.parametrize("path", GAN_CONFIGS, ids=[p.stem for p in GAN_CONFIGS])
 def test_every_gan_config_trains_a_few_steps_on_its_dataset_files(path, tmp_path, monkeypatch):
     """Each GAN config runs as is on files in its dataset's exact on-disk format (generated, small)."""
@@ -157,6 +185,7 @@ def test_every_gan_config_trains_a_few_steps_on_its_dataset_files(path, tmp_path
         write_mnist_like(tmp_path, folder={"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}[dataset], n_train=200)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LIGHTNING_GAN_DATA", str(tmp_path))
+    small_metrics(monkeypatch)
     cli = build_cli(
         [
             "fit",
@@ -173,3 +202,6 @@ def test_every_gan_config_trains_a_few_steps_on_its_dataset_files(path, tmp_path
     assert (Path(cli.trainer.log_dir) / "config.yaml").is_file()
     assert (Path(cli.trainer.log_dir) / "data_subset.json").is_file()
     assert {"train/d_loss", "train/g_loss", "val/d_real_acc"} <= set(cli.trainer.callback_metrics)
+    metrics = [c for c in cli.trainer.callbacks if isinstance(c, ImageQualityMetrics)]
+    if dataset == "mnist":  # the shipped domain classifier scores MNIST samples (none ships for the others)
+        assert metrics and {"metrics/fid", "metrics/is_mean"} <= set(metrics[0].last_metrics)

@@ -18,7 +18,15 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from lightning_gan.callbacks import AtomicModelCheckpoint, GlobalRNGState, SampleGrid
+from lightning_gan.callbacks import (
+    AtomicModelCheckpoint,
+    GlobalRNGState,
+    HistoricalAveraging,
+    ImageQualityMetrics,
+    SampleGrid,
+)
+from lightning_gan.layers import VirtualBatchNorm1d
+from lightning_gan.metrics import DigitClassifier, DomainExtractor
 from lightning_gan.models import SemiSupervisedGAN
 from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
 
@@ -32,10 +40,28 @@ class Crashed(Exception):
     """The simulated crash."""
 
 
-def small_ssl_gan() -> SemiSupervisedGAN:
+def small_ssl_gan(norm: str = "batch") -> SemiSupervisedGAN:
     return SemiSupervisedGAN(
-        MNISTGenerator(noise_dim=16, hidden_dim=32), MNISTDiscriminator(num_classes=3, hidden_dims=(64, 32))
+        MNISTGenerator(noise_dim=16, hidden_dim=32, norm=norm, ref_batch_size=30),
+        MNISTDiscriminator(num_classes=3, hidden_dims=(64, 32)),
     )
+
+
+def auxiliary_callbacks() -> list[Callback]:
+    """Callbacks with state of their own: historical averages and the cached real statistics of the metrics."""
+    torch.manual_seed(123)  # the untrained extractor's weights: the same in every run (they are not checkpointed)
+    extractor = DomainExtractor(DigitClassifier(num_classes=3, num_features=16), name="untrained-3")
+    return [
+        HistoricalAveraging(weight=0.01, modules="both"),
+        ImageQualityMetrics(
+            num_samples=60, num_real=60, batch_size=30, is_splits=2, extractor=extractor, cache_dir=None, progress=False
+        ),
+    ]
+
+
+def callback(trainer: Trainer, cls: type) -> Callback:
+    (found,) = [c for c in trainer.callbacks if isinstance(c, cls)]
+    return found
 
 
 @pytest.fixture(autouse=True)
@@ -56,23 +82,25 @@ def deterministic():
 
 
 def sample_grid(trainer: Trainer) -> SampleGrid:
-    (grid,) = [c for c in trainer.callbacks if isinstance(c, SampleGrid)]
-    return grid
+    return callback(trainer, SampleGrid)
 
 
 def snapshot(trainer: Trainer, model: SemiSupervisedGAN) -> dict[str, Any]:
     """A copy of everything a resumed run must get back."""
-    grid = sample_grid(trainer)
-    return copy.deepcopy(
-        {
-            "model": model.state_dict(),  # G, D, the averaged D and its sample count, BN statistics, "initialized"
-            "optimizers": [opt.state_dict() for opt in trainer.optimizers],  # D's Adam, G's Adam
-            "d_steps": model.d_steps,
-            "global_step": trainer.global_step,
-            "sample_noise": grid.noise,
-            "label_split": trainer.datamodule.split.to_json(),
-        }
-    )
+    state = {
+        # G, D, the averaged D and its sample count, BN statistics or VBN reference batch, "initialized"
+        "model": model.state_dict(),
+        "optimizers": [opt.state_dict() for opt in trainer.optimizers],  # D's Adam, G's Adam
+        "d_steps": model.d_steps,
+        "global_step": trainer.global_step,
+        "sample_noise": sample_grid(trainer).noise,
+        "label_split": trainer.datamodule.split.to_json(),
+    }
+    for cls in (HistoricalAveraging, ImageQualityMetrics):  # running means; cached real statistics
+        found = [c for c in trainer.callbacks if isinstance(c, cls)]
+        if found:
+            state[cls.__name__] = found[0].state_dict()
+    return copy.deepcopy(state)
 
 
 def assert_same(a: Any, b: Any, where: str = "state") -> None:
@@ -124,15 +152,26 @@ class Losses(Callback):
         self.values.append((metrics["train/d_loss_step"].item(), metrics["train/g_loss_fm_step"].item()))
 
 
-def fit(tmp_path: Path, datamodule, extra: list[Callback], rng_state: bool, ckpt_path: Path | None = None):
-    """``EPOCHS`` epochs, seeded as a fresh process running the same command would be; a crash ends it early."""
+def fit(
+    tmp_path: Path,
+    datamodule,
+    extra: list[Callback],
+    rng_state: bool,
+    ckpt_path: Path | None = None,
+    everything: bool = False,
+):
+    """``EPOCHS`` epochs, seeded as a fresh process running the same command would be; a crash ends it early.
+
+    ``everything``: also a VBN generator, historical averaging of both players and the image-quality metrics.
+    """
     seed_everything(0)
-    model, losses = small_ssl_gan(), Losses()
+    model, losses = small_ssl_gan(norm="virtual_batch" if everything else "batch"), Losses()
     callbacks = [
         SampleGrid(num_samples=8, nrow=4),
         losses,
         AtomicModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True),
         *([GlobalRNGState()] if rng_state else []),
+        *(auxiliary_callbacks() if everything else []),
         *extra,
     ]
     trainer = Trainer(
@@ -180,32 +219,43 @@ def test_checkpoints_load_with_weights_only(tmp_path, tiny_datamodule):
     assert bool(loaded.initialized)
 
 
-RNG_NOT_CHECKPOINTED = (
-    "library bug: resuming is not exact without GlobalRNGState. Lightning's checkpoint holds no RNG state and "
-    "lightning_gan's configs and CLI add none, so a resumed run draws z, the discriminator's Gaussian noise and the "
-    "DataLoader shuffles (RandomSampler seeds itself from torch's global RNG each epoch) from the seed_everything "
-    "state instead of where the interrupted run was"
-)
-
-
-@pytest.mark.parametrize(
-    "crash_on_epoch, rng_state",
-    [(1, True), (2, True), pytest.param(1, False, marks=pytest.mark.xfail(strict=True, reason=RNG_NOT_CHECKPOINTED))],
-)
+@pytest.mark.parametrize("crash_on_epoch, everything", [(1, False), (2, False), (1, True)])
 def test_crashed_and_resumed_run_equals_the_uninterrupted_run(
-    tmp_path, tiny_datamodule, deterministic, crash_on_epoch, rng_state
+    tmp_path, tiny_datamodule, deterministic, crash_on_epoch, everything
 ):
-    trainer, model, losses = fit(tmp_path / "whole", tiny_datamodule, [], rng_state)
+    trainer, model, losses = fit(tmp_path / "whole", tiny_datamodule, [], True, everything=everything)
     whole, whole_grid = snapshot(trainer, model), sample_grid(trainer).last_grid
+    if everything:
+        whole_scores = callback(trainer, ImageQualityMetrics).last_metrics
+        assert any(isinstance(m, VirtualBatchNorm1d) for m in model.generator.modules())
+        assert whole["HistoricalAveraging"]["counts"] and whole["ImageQualityMetrics"]["real_stats"]
 
-    _, _, before_crash = fit(tmp_path / "crashed", tiny_datamodule, [CrashAt(crash_on_epoch)], rng_state)
+    crash = CrashAt(crash_on_epoch)
+    _, _, before_crash = fit(tmp_path / "crashed", tiny_datamodule, [crash], True, everything=everything)
     last = tmp_path / "crashed" / "ckpt" / "last.ckpt"
-    trainer, model, after_resume = fit(tmp_path / "crashed", tiny_datamodule, [], rng_state, ckpt_path=last)
+    restored = StateAtTrainStart()
+    trainer, model, after_resume = fit(
+        tmp_path / "crashed", tiny_datamodule, [restored], True, ckpt_path=last, everything=everything
+    )
 
+    assert_same(restored.state, crash.state)  # everything is back before the first resumed step
     assert len(losses.values) == EPOCHS * ITERATIONS
     assert before_crash.values + after_resume.values == losses.values  # every iteration's losses, exactly
-    assert_same(snapshot(trainer, model), whole)  # weights, EMA, both Adams, counters, noise, split
+    assert_same(snapshot(trainer, model), whole)  # weights, EMA, Adams, counters, noise, split, HA, real statistics
     assert torch.equal(sample_grid(trainer).last_grid, whole_grid)  # and the last sample grid
+    if everything:
+        assert callback(trainer, ImageQualityMetrics).last_metrics == whole_scores
+
+
+def test_without_the_rng_state_a_resumed_run_draws_other_numbers(tmp_path, tiny_datamodule, deterministic):
+    """Why GlobalRNGState is in every config: Lightning's checkpoint holds no RNG state, so a resumed run draws z,
+    D's Gaussian noise and the DataLoader shuffles from the seed_everything state, not from where the run was."""
+    _, _, losses = fit(tmp_path / "whole", tiny_datamodule, [], rng_state=False)
+    _, _, before_crash = fit(tmp_path / "crashed", tiny_datamodule, [CrashAt(1)], rng_state=False)
+    last = tmp_path / "crashed" / "ckpt" / "last.ckpt"
+    _, _, after_resume = fit(tmp_path / "crashed", tiny_datamodule, [], rng_state=False, ckpt_path=last)
+    assert before_crash.values == losses.values[:ITERATIONS]  # identical up to the crash ...
+    assert after_resume.values != losses.values[ITERATIONS:]  # ... then another random stream
 
 
 # ----- a checkpoint write that fails half-way ---------------------------------------------------------------------

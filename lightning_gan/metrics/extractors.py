@@ -83,7 +83,8 @@ class FeatureExtractor(nn.Module):
     """Base class: a frozen network giving features and logits of a batch of images in one forward pass.
 
     Subclasses set ``name`` (a stable identifier, used in cache keys, that changes with the weights),
-    ``num_features`` (F) and ``num_classes`` (K), and implement ``forward``. The network never trains:
+    ``num_features`` (F) and ``num_classes`` (K), and implement ``forward(x) -> (features [B, F], logits [B, K])`` of a
+    prepared batch (``nn.Module`` refuses to run without it). The network never trains:
     ``train()`` keeps every submodule in eval mode and no parameter requires gradients.
     """
 
@@ -97,10 +98,6 @@ class FeatureExtractor(nn.Module):
         The default maps them to float [0, 1] (clamped: generators overshoot a little).
         """
         return to_unit_range(images, value_range)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(features [B, F], logits [B, K])`` of a prepared batch."""
-        raise NotImplementedError
 
     def train(self, mode: bool = True) -> FeatureExtractor:
         """Always eval mode: batch norm and dropout must behave identically for real and generated images."""
