@@ -65,7 +65,8 @@ def test_unknown_network_name_lists_the_registered_ones():
 
 def test_networks_and_losses_import_without_lightning():
     code = (
-        "import sys, lightning_gan.networks, lightning_gan.losses, lightning_gan.layers, lightning_gan.augment; "
+        "import sys, lightning_gan.networks, lightning_gan.losses, lightning_gan.layers, lightning_gan.augment, "
+        "lightning_gan.optim; "
         "assert not any(m.split('.')[0] in ('lightning', 'pytorch_lightning') for m in sys.modules), "
         "'lightning imported'"
     )

@@ -1,6 +1,7 @@
 """Lightning callbacks of lightning_gan."""
 
 from lightning_gan.callbacks.checkpoint import AtomicModelCheckpoint, GlobalRNGState
+from lightning_gan.callbacks.collapse import CollapseMonitor
 from lightning_gan.callbacks.epoch_time import EpochTime
 from lightning_gan.callbacks.historical_averaging import HistoricalAveraging
 from lightning_gan.callbacks.image_quality import ImageQualityMetrics
@@ -10,6 +11,7 @@ from lightning_gan.callbacks.wandb_artifacts import LogLabelSplitArtifact
 __all__ = [
     "AtomicModelCheckpoint",
     "ClassificationGrids",
+    "CollapseMonitor",
     "EpochTime",
     "GlobalRNGState",
     "HistoricalAveraging",

@@ -1,0 +1,70 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_gan.optim import ReferenceAdam
+
+
+def reference_adam_numpy(p, grads, lr, b1, b2, eps):
+    """openai/improved-gan nn.adam_updates, step by step."""
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g**2
+        p = p - lr * (m / (1 - b1**t)) / np.sqrt(v / (1 - b2**t) + eps)
+    return p
+
+
+def run(opt_cls, p0, grads, **kwargs):
+    p = torch.nn.Parameter(torch.tensor(p0, dtype=torch.float64))
+    opt = opt_cls([p], **kwargs)
+    for g in grads:
+        p.grad = torch.tensor(g, dtype=torch.float64)
+        opt.step()
+    return p.detach().numpy(), opt
+
+
+def test_steps_equal_the_reference_formula():
+    rng = np.random.default_rng(0)
+    p0 = rng.normal(size=5)
+    grads = [rng.normal(size=5) * scale for scale in (1.0, 1e-3, 1e-5, 1e-6, 2.0, 1e-7)]
+    got, _ = run(ReferenceAdam, p0, grads, lr=0.003, betas=(0.5, 0.999), eps=1e-8)
+    np.testing.assert_allclose(got, reference_adam_numpy(p0, grads, 0.003, 0.5, 0.999, 1e-8), rtol=1e-12)
+
+
+def test_large_gradients_step_like_torch_adam_vanishing_ones_far_less():
+    p0 = np.zeros(3)
+    big = [np.array([1.0, -2.0, 0.5])] * 3
+    ours, _ = run(ReferenceAdam, p0, big, lr=0.01, betas=(0.5, 0.999), eps=1e-8)
+    torchs, _ = run(torch.optim.Adam, p0, big, lr=0.01, betas=(0.5, 0.999), eps=1e-8)
+    np.testing.assert_allclose(ours, torchs, rtol=1e-6)
+    tiny = [np.full(3, 1e-7)] * 3  # sqrt(v_hat) = 1e-7: torch steps lr * 1e-7 / (1e-7 + 1e-8), we lr * 1e-7 / 1e-4
+    ours, _ = run(ReferenceAdam, p0, tiny, lr=0.01, betas=(0.5, 0.999), eps=1e-8)
+    torchs, _ = run(torch.optim.Adam, p0, tiny, lr=0.01, betas=(0.5, 0.999), eps=1e-8)
+    assert np.all(np.abs(torchs) > 500 * np.abs(ours))
+    np.testing.assert_allclose(np.abs(ours), 3 * 0.01 * 1e-7 / np.sqrt(1e-14 + 1e-8), rtol=1e-6)
+
+
+def test_state_round_trips_through_a_weights_only_checkpoint():
+    rng = np.random.default_rng(1)
+    grads = [rng.normal(size=4) for _ in range(4)]
+    _, opt = run(ReferenceAdam, np.zeros(4), grads[:2], lr=0.1)
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    p = torch.nn.Parameter(torch.tensor(opt.param_groups[0]["params"][0].detach().numpy()))
+    resumed = ReferenceAdam([p], lr=0.1)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    for g in grads[2:]:
+        p.grad = torch.tensor(g)
+        resumed.step()
+    whole, _ = run(ReferenceAdam, np.zeros(4), grads, lr=0.1)
+    np.testing.assert_allclose(p.detach().numpy(), whole, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs", [{"lr": -1.0}, {"eps": -1e-8}, {"betas": (1.0, 0.999)}])
+def test_bad_hyperparameters_are_refused(kwargs):
+    with pytest.raises(ValueError, match="ReferenceAdam"):
+        ReferenceAdam([torch.nn.Parameter(torch.zeros(1))], **kwargs)
