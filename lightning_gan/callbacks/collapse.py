@@ -18,9 +18,11 @@ from typing_extensions import override
 
 __all__ = ["CollapseMonitor"]
 
+REPORTED = ("train/d_real_acc_epoch", "train/d_fake_acc_epoch", "train/d_loss_unl_epoch", "train/g_loss_fm_epoch")
+
 
 class CollapseMonitor(Callback):
-    """Warn (and optionally stop) when D's real and fake accuracies both stay above ``accuracy`` for ``patience`` epochs.
+    """Warn (and optionally stop) when D's real and fake accuracies both stay >= ``accuracy`` for ``patience`` epochs.
 
     Reads the epoch means ``train/d_real_acc_epoch`` and ``train/d_fake_acc_epoch`` (and, for the message,
     ``train/d_loss_unl_epoch`` and ``train/g_loss_fm_epoch`` when present) at the end of each training epoch, and
@@ -41,7 +43,9 @@ class CollapseMonitor(Callback):
 
     def __init__(self, accuracy: float = 0.99, patience: int = 2, stop: bool = False) -> None:
         if not 0.5 < accuracy <= 1.0 or patience < 1:
-            raise ValueError(f"CollapseMonitor: 0.5 < accuracy <= 1 and patience >= 1 required, got {accuracy}, {patience}")
+            raise ValueError(
+                f"CollapseMonitor: 0.5 < accuracy <= 1 and patience >= 1 required, got {accuracy}, {patience}"
+            )
         self.accuracy = accuracy
         self.patience = patience
         self.stop = stop
@@ -72,9 +76,7 @@ class CollapseMonitor(Callback):
             return
         self.collapsed_at = trainer.current_epoch
         details = ", ".join(
-            f"{key.removesuffix('_epoch')} {float(metrics[key]):.4g}"
-            for key in ("train/d_real_acc_epoch", "train/d_fake_acc_epoch", "train/d_loss_unl_epoch", "train/g_loss_fm_epoch")
-            if key in metrics
+            f"{key.removesuffix('_epoch')} {float(metrics[key]):.4g}" for key in REPORTED if key in metrics
         )
         rank_zero_warn(
             f"CollapseMonitor: the discriminator has won outright for {self.patience} epochs (epoch "
