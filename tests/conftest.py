@@ -38,6 +38,15 @@ def synthetic_digits(n: int, num_classes: int = 3, seed: int = 0) -> tuple[torch
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny networks: one intra-op thread is fastest, and spinning threads stall on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def tiny_datamodule() -> InMemorySemiSupervised:
     x, y = synthetic_digits(300)
     xt, yt = synthetic_digits(90, seed=1)

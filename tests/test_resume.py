@@ -30,7 +30,10 @@ from lightning_gan.metrics import DigitClassifier, DomainExtractor
 from lightning_gan.models import SemiSupervisedGAN
 from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
 
-pytestmark = pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")  # resuming into it
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty"),  # resuming into it
+    pytest.mark.usefixtures("one_thread"),
+]
 
 EPOCHS = 3
 ITERATIONS = 9  # tiny_datamodule: 270 unlabelled images in batches of 30; 2 global steps (D and G) each
@@ -62,15 +65,6 @@ def auxiliary_callbacks() -> list[Callback]:
 def callback(trainer: Trainer, cls: type) -> Callback:
     (found,) = [c for c in trainer.callbacks if isinstance(c, cls)]
     return found
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread is fastest, and spinning threads stall on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

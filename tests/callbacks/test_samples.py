@@ -15,14 +15,7 @@ from lightning_gan.callbacks.samples import log_grid, to_unit_range, value_range
 from lightning_gan.models import GAN, SemiSupervisedGAN
 from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator, VanillaDiscriminator
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread is fastest, and spinning threads stall on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_ssl_gan() -> SemiSupervisedGAN:

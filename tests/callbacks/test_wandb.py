@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.loggers import WandbLogger
 from PIL import Image
@@ -16,6 +15,8 @@ from PIL import Image
 from lightning_gan.callbacks import ClassificationGrids, LogLabelSplitArtifact, SampleGrid
 from lightning_gan.models import SemiSupervisedGAN
 from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -38,14 +39,6 @@ def offline_wandb(tmp_path, monkeypatch):
     yield
     if wandb.run is not None:
         wandb.finish()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_offline_run_holds_hyperparameters_metrics_grids_and_the_label_split(tmp_path, tiny_datamodule, offline_wandb):
