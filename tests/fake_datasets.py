@@ -6,6 +6,9 @@
   ``encoding="bytes"`` gives ``b"data"``, ``b"labels"``, ..., as the CIFAR page's recipe reads them).
 - ``patch_cifar10_md5``: torchvision checks the md5 of every CIFAR-10 file against the real archive's; tests point
   those checksums at the generated files so the check itself still runs.
+- ``write_svhn``: ``train_32x32.mat`` / ``test_32x32.mat`` as the Stanford site serves them: MATLAB files with ``X``
+  uint8 ``[32, 32, 3, N]`` (height, width, channel, image) and ``y`` uint8 ``[N, 1]`` in 1..10, where 10 is digit 0;
+  ``patch_svhn_md5`` points torchvision's checksums at them.
 
 Every image carries a class-dependent bright band (row band ``c`` of 10, in colour channel ``c % 3`` for CIFAR),
 so the classes are distinguishable, on top of seeded noise.
@@ -21,9 +24,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from torchvision.datasets import CIFAR10
+from torchvision.datasets import CIFAR10, SVHN
 
-__all__ = ["CIFAR10_FILES", "MNIST_FILES", "patch_cifar10_md5", "write_cifar10", "write_mnist_like"]
+__all__ = [
+    "CIFAR10_FILES",
+    "MNIST_FILES",
+    "patch_cifar10_md5",
+    "patch_svhn_md5",
+    "write_cifar10",
+    "write_mnist_like",
+    "write_svhn",
+]
 
 MNIST_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -169,4 +180,33 @@ def patch_cifar10_md5(monkeypatch: pytest.MonkeyPatch, root: str | Path) -> dict
     monkeypatch.setattr(CIFAR10, "train_list", [[name, md5[name]] for name in CIFAR10_TRAIN_BATCHES])
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
     monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
+    return md5
+
+
+def write_svhn(root: str | Path, n_train: int = 40, n_test: int = 20, seed: int = 0) -> dict[str, Any]:
+    """Write ``<root>/train_32x32.mat`` and ``<root>/test_32x32.mat`` (MATLAB 5 format, as scipy and the site do).
+
+    Returns:
+        ``{"train": (images uint8 [n, 3, 32, 32], digit labels 0..9), "test": (...)}``: what torchvision must read.
+    """
+    from scipy.io import savemat  # torchvision's SVHN reads the files with scipy.io.loadmat
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        digits = _balanced_labels(n, rng)
+        images = _banded_images(digits, (3, 32, 32), rng)  # [n, C, H, W]
+        stored = np.where(digits == 0, 10, digits).astype(np.uint8)[:, None]  # [n, 1], digit 0 stored as 10
+        savemat(root / f"{split}_32x32.mat", {"X": images.transpose(2, 3, 1, 0), "y": stored})  # X: [H, W, C, n]
+        written[split] = (images, digits)
+    return written
+
+
+def patch_svhn_md5(monkeypatch: pytest.MonkeyPatch, root: str | Path) -> dict[str, str]:
+    """Make torchvision's SVHN expect the md5s of the files under ``root`` (undone when the test ends)."""
+    md5 = {split: _md5(Path(root) / f"{split}_32x32.mat") for split in ("train", "test")}
+    patched = {k: [url, name, md5[k]] if k in md5 else [url, name, h] for k, (url, name, h) in SVHN.split_list.items()}
+    monkeypatch.setattr(SVHN, "split_list", patched)
     return md5

@@ -1,10 +1,12 @@
 """Lightning data modules with seeded, class-balanced labelled subsets and unlabelled pools."""
 
+from lightning_gan.datamodules.cifar import SemiSupervisedCIFAR10, SemiSupervisedSVHN
 from lightning_gan.datamodules.images import DataSubset, ImageDataModule
-from lightning_gan.datamodules.mnist import SemiSupervisedMNIST
+from lightning_gan.datamodules.mnist import SemiSupervisedFashionMNIST, SemiSupervisedMNIST
 from lightning_gan.datamodules.semi_supervised import (
     InMemorySemiSupervised,
     LabelledImages,
+    ReshufflingDistributedSampler,
     SemiSupervisedDataModule,
     UnlabelledImages,
     default_data_dir,
@@ -21,8 +23,12 @@ __all__ = [
     "InMemorySemiSupervised",
     "LabelSplit",
     "LabelledImages",
+    "ReshufflingDistributedSampler",
+    "SemiSupervisedCIFAR10",
     "SemiSupervisedDataModule",
+    "SemiSupervisedFashionMNIST",
     "SemiSupervisedMNIST",
+    "SemiSupervisedSVHN",
     "UnlabelledImages",
     "VisionDatasetSpec",
     "default_data_dir",

@@ -1,6 +1,8 @@
 """The labelled-subset mechanism shared by every semi-supervised data module.
 
-From a classification training set it builds
+:class:`SemiSupervisedDataModule` takes any torchvision classification dataset of
+:data:`~lightning_gan.datamodules.vision.VISION_DATASETS` by name (``SemiSupervisedMNIST``, ``SemiSupervisedCIFAR10``,
+... are thin configurations of it). From its training set it builds
 
 - a validation set (``val_size`` images of the training set, seeded by ``val_seed``),
 - a class-balanced labelled subset of ``num_labelled`` images chosen only from ``label_seed``
@@ -12,13 +14,16 @@ One training epoch is one pass over the unlabelled pool; the labelled set is cyc
 by Lightning's ``CombinedLoader(mode="max_size_cycle")``. The pool is read twice per iteration, by two
 independently shuffled loaders: the reference feeds the generator's feature-matching step a second
 unlabelled batch. Images are held in memory as float tensors (MNIST: 188 MB), so loading is indexing.
+
+Under DDP every rank derives the same split from the same seeds (no communication), and the three training loaders
+are sharded with their own ``DistributedSampler``s, seeded differently so that the two unlabelled loaders do not
+walk the pool in the same order; ``batch_size`` is per process, as everywhere in Lightning.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +31,27 @@ import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import CombinedLoader
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lightning_gan.datamodules.splits import LabelSplit, as_long_tensor, select_labelled, select_validation
+from lightning_gan.datamodules.vision import check_files, download_vision_dataset, get_spec, load_vision_dataset
 
 __all__ = [
     "InMemorySemiSupervised",
     "LabelledImages",
+    "ReshufflingDistributedSampler",
     "SemiSupervisedDataModule",
     "UnlabelledImages",
     "default_data_dir",
 ]
 
 LABEL_SPLIT_FILENAME = "label_split.json"
+DEFAULT_VALUE_RANGE = {  # the pixel scaling of openai/improved-gan for each benchmark
+    "mnist": (0.0, 1.0),  # x / 255, sigmoid generator
+    "fashion_mnist": (0.0, 1.0),
+    "cifar10": (-1.0, 1.0),  # the reference: (x - 127.5) / 128; here x / 127.5 - 1, the tanh generator's range
+    "svhn": (-1.0, 1.0),
+}
 
 
 def default_data_dir() -> str:
@@ -73,19 +86,67 @@ class UnlabelledImages(Dataset):
         return self.images[self.indices[i]]
 
 
-class SemiSupervisedDataModule(LightningDataModule, ABC):
-    """Base class: subclasses say how to read the train and test images (:meth:`load_images`).
+class ReshufflingDistributedSampler(DistributedSampler):
+    """A ``DistributedSampler`` that draws a new permutation each time it is iterated, not only each epoch.
+
+    Hand-written because torch's sampler repeats one permutation per epoch, and the small labelled set is cycled
+    many times within an epoch (``max_size_cycle``): with it every cycle would show each rank the same batches in
+    the same order. Ranks iterate in lockstep, so they agree on the pass count, and their shards stay disjoint.
+
+    Example:
+        >>> a, b = (ReshufflingDistributedSampler(range(6), num_replicas=2, rank=r, seed=0) for r in (0, 1))
+        >>> first, again = list(a), list(a)
+        >>> sorted(first + list(b)) == list(range(6)), first != again
+        (True, True)
+    """
+
+    def __init__(self, dataset: Any, num_replicas: int, rank: int, seed: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.passes = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.passes = 0
+
+    def __iter__(self) -> Any:
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + 1_000_003 * self.epoch + self.passes)
+        self.passes += 1
+        indices = torch.randperm(len(self.dataset), generator=generator).tolist()
+        repeats = -(-self.total_size // len(indices))  # pad by wrapping around, as DistributedSampler does
+        indices = (indices * repeats)[: self.total_size]
+        return iter(indices[self.rank : self.total_size : self.num_replicas])
+
+
+class SemiSupervisedDataModule(LightningDataModule):
+    """Any torchvision classification dataset as a labelled subset plus an unlabelled pool.
 
     Args:
+        dataset: a key of :data:`~lightning_gan.datamodules.VISION_DATASETS` (``mnist``, ``fashion_mnist``,
+            ``cifar10``, ``svhn``). Subclasses that read their own images (:class:`InMemorySemiSupervised`) pass
+            ``None`` and override :meth:`load_images`.
+        data_dir: folder holding the files in torchvision's layout (default ``$LIGHTNING_GAN_DATA``, else ``./data``).
+        download: download missing files with torchvision in ``prepare_data``; otherwise missing files are an error.
         num_labelled: number of labelled training images, a multiple of the class count.
         label_seed: the only seed the labelled subset depends on.
-        batch_size: images per batch, for labelled, unlabelled and evaluation batches alike
+        batch_size: images per batch and process, for labelled, unlabelled and evaluation batches alike
             (a labelled set smaller than a batch is one batch of all of it).
         val_size: training images held out for validation (0: no validation set).
         val_seed: seed of the validation hold-out.
         label_split: path of a saved ``label_split.json`` to reuse instead of drawing a new split.
         num_workers: DataLoader workers (0 is fastest for in-memory tensors).
         init_size: images returned by :meth:`init_batch` for data-dependent initialisation.
+        value_range: ``(low, high)`` the pixels [0, 255] are mapped to linearly; default: the reference's scaling of
+            the dataset, [0, 1] for MNIST-like data (sigmoid generators), [-1, 1] for CIFAR-10 and SVHN (tanh).
+
+    Example:
+        >>> dm = SemiSupervisedDataModule("cifar10", num_labelled=4000, data_dir="/nonexistent")
+        >>> dm.dataset_name, dm.num_classes, dm.image_shape, dm.value_range
+        ('cifar10', 10, (3, 32, 32), (-1.0, 1.0))
+        >>> dm.prepare_data()
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: cifar10 files not found: /nonexistent/cifar-10-batches-py/data_batch_1, ...
     """
 
     dataset_name: str = "dataset"
@@ -95,6 +156,9 @@ class SemiSupervisedDataModule(LightningDataModule, ABC):
 
     def __init__(
         self,
+        dataset: str | None = "mnist",
+        data_dir: str | None = None,
+        download: bool = False,
         num_labelled: int = 100,
         label_seed: int = 1,
         batch_size: int = 100,
@@ -103,12 +167,25 @@ class SemiSupervisedDataModule(LightningDataModule, ABC):
         label_split: str | None = None,
         num_workers: int = 0,
         init_size: int = 500,  # reference: init_param(trainx[:500])
+        value_range: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if val_size < 0:
             raise ValueError(f"val_size must be >= 0, got {val_size}")
+        self.dataset = dataset
+        if dataset is not None:
+            spec = get_spec(dataset)  # unknown names: a ValueError listing the known ones
+            self.dataset_name, self.num_classes, self.image_shape = dataset, spec.num_classes, spec.image_shape
+            value_range = value_range if value_range is not None else DEFAULT_VALUE_RANGE.get(dataset, (0.0, 1.0))
+        if value_range is not None:
+            low, high = (float(v) for v in value_range)
+            if not low < high:
+                raise ValueError(f"value_range must be (low, high) with low < high, got {tuple(value_range)}")
+            self.value_range = (low, high)
+        self.data_dir = str(data_dir if data_dir is not None else default_data_dir())
+        self.download = download
         self.num_labelled = num_labelled
         self.label_seed = label_seed
         self.batch_size = batch_size
@@ -121,10 +198,26 @@ class SemiSupervisedDataModule(LightningDataModule, ABC):
         self._train: tuple[Tensor, Tensor] | None = None
         self._test: tuple[Tensor, Tensor] | None = None
 
-    # ----- what subclasses provide -------------------------------------------------------------
-    @abstractmethod
+    # ----- reading ---------------------------------------------------------------------------------------
+    def _require_dataset(self) -> str:
+        if self.dataset is None:
+            raise TypeError(f"{type(self).__name__} has no dataset name: pass dataset= or override load_images")
+        return self.dataset
+
+    def prepare_data(self) -> None:
+        """Download the dataset if asked to (local rank 0 only, as Lightning calls it); else check the files."""
+        name = self._require_dataset()
+        if self.download:
+            download_vision_dataset(name, self.data_dir)
+        check_files(name, self.data_dir)
+
     def load_images(self, train: bool) -> tuple[Tensor, Tensor]:
-        """Return ``(images [N, C, H, W] float, targets [N] long)`` of the train or test split."""
+        """``(images [N, C, H, W] float in value_range, targets [N] long)`` of the train or test split."""
+        images, targets = load_vision_dataset(self._require_dataset(), self.data_dir, train=train, download=False)
+        low, high = self.value_range
+        if (low, high) != (0.0, 1.0):
+            images.mul_(high - low).add_(low)
+        return images, targets
 
     # ----- the split -----------------------------------------------------------------------------
     @property
@@ -242,14 +335,31 @@ class SemiSupervisedDataModule(LightningDataModule, ABC):
             persistent_workers=self.num_workers > 0,
         )
 
+    def _train_loader(self, dataset: Dataset, batch_size: int, seed_offset: int) -> DataLoader:
+        """A shuffling, batch-dropping loader; under DDP sharded by its own sampler (seed: global seed + offset)."""
+        trainer = self.trainer
+        world_size = trainer.world_size if trainer is not None else 1
+        if world_size == 1:
+            return self._loader(dataset, batch_size, train=True)
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) + seed_offset  # seed_everything's seed, the same on every rank
+        sampler = ReshufflingDistributedSampler(dataset, num_replicas=world_size, rank=trainer.global_rank, seed=seed)
+        return DataLoader(
+            dataset,
+            batch_size=min(batch_size, sampler.num_samples),
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
     def train_dataloader(self) -> CombinedLoader:
         images, targets = self._require_train()
         labelled = LabelledImages(images, targets, self.labelled_indices)
         pool = UnlabelledImages(images, self.unlabelled_indices)
         loaders = {
-            "labelled": self._loader(labelled, min(self.batch_size, len(labelled)), train=True),
-            "unlabelled": self._loader(pool, self.batch_size, train=True),
-            "unlabelled_g": self._loader(pool, self.batch_size, train=True),  # second batch for the G step
+            "labelled": self._train_loader(labelled, min(self.batch_size, len(labelled)), seed_offset=0),
+            "unlabelled": self._train_loader(pool, self.batch_size, seed_offset=1),
+            "unlabelled_g": self._train_loader(pool, self.batch_size, seed_offset=2),  # second batch for the G step
         }
         return CombinedLoader(loaders, mode="max_size_cycle")
 
@@ -294,7 +404,8 @@ class InMemorySemiSupervised(SemiSupervisedDataModule):
         test_targets: ``[M]`` test labels.
         num_classes: number of classes (default: ``max(train_targets) + 1``).
         name: dataset name written into the label manifest.
-        **kwargs: the arguments of :class:`SemiSupervisedDataModule`.
+        **kwargs: the arguments of :class:`SemiSupervisedDataModule` but ``dataset``, ``data_dir`` and ``download``;
+            ``value_range`` declares the range the given images are in (default [0, 1]), they are not rescaled.
 
     Example:
         >>> x, y = torch.rand(60, 1, 28, 28), torch.arange(60) % 3
@@ -317,7 +428,7 @@ class InMemorySemiSupervised(SemiSupervisedDataModule):
         name: str = "in_memory",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(dataset=None, **kwargs)
         if train_images.dim() != 4 or len(train_images) != len(train_targets):
             raise ValueError(
                 f"train_images must be [N, C, H, W] with one target each; got images {list(train_images.shape)} "
@@ -329,6 +440,9 @@ class InMemorySemiSupervised(SemiSupervisedDataModule):
         self._tensors = {True: (train_images.float(), train_targets.long())}
         if test_images is not None and test_targets is not None:
             self._tensors[False] = (test_images.float(), test_targets.long())
+
+    def prepare_data(self) -> None:
+        """Nothing to fetch: the tensors are in memory."""
 
     def load_images(self, train: bool) -> tuple[Tensor, Tensor]:
         if train not in self._tensors:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchvision.datasets import CIFAR10, MNIST, FashionMNIST, VisionDataset
+from torchvision.datasets import CIFAR10, MNIST, SVHN, FashionMNIST, VisionDataset
 
 __all__ = [
     "VISION_DATASETS",
@@ -43,6 +43,16 @@ def channels_last_arrays(ds: Any) -> tuple[Tensor, Tensor]:
     """``.data`` uint8 numpy ``[N, H, W, C]`` and a ``.targets`` list (CIFAR) as ``[N, C, H, W]`` and ``[N]`` long."""
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     return images, torch.as_tensor(ds.targets, dtype=torch.long)
+
+
+def split_name(train: bool) -> dict[str, Any]:
+    """Constructor arguments of a split for classes taking ``split="train"/"test"`` (SVHN)."""
+    return {"split": "train" if train else "test"}
+
+
+def channels_first_arrays(ds: Any) -> tuple[Tensor, Tensor]:
+    """``.data`` uint8 numpy ``[N, C, H, W]`` and ``.labels`` (SVHN, digit 0 already mapped from 10) as tensors."""
+    return torch.from_numpy(ds.data).contiguous(), torch.as_tensor(ds.labels, dtype=torch.long)  # .data is a view
 
 
 @dataclass(frozen=True)
@@ -110,12 +120,20 @@ VISION_DATASETS: dict[str, VisionDatasetSpec] = {
         image_shape=(3, 32, 32),
         arrays=channels_last_arrays,
     ),
+    "svhn": VisionDatasetSpec(  # the "train" split (73,257 digits) as in the paper; "extra" is not used
+        dataset_class=SVHN,
+        files=("train_32x32.mat", "test_32x32.mat"),  # directly in data_dir, as torchvision keeps them (needs scipy)
+        num_classes=10,
+        image_shape=(3, 32, 32),
+        arrays=channels_first_arrays,
+        split_kwargs=split_name,
+    ),
 }
 """The datasets :func:`load_vision_dataset` and :class:`~lightning_gan.datamodules.ImageDataModule` know, by name.
 
 Example:
     >>> sorted(VISION_DATASETS)
-    ['cifar10', 'fashion_mnist', 'mnist']
+    ['cifar10', 'fashion_mnist', 'mnist', 'svhn']
     >>> VISION_DATASETS["cifar10"].image_shape
     (3, 32, 32)
 """

@@ -9,7 +9,7 @@ import torch
 from torchvision.datasets import MNIST
 
 from lightning_gan.datamodules import VISION_DATASETS, load_vision_dataset, missing_files
-from tests.fake_datasets import patch_cifar10_md5, write_cifar10, write_mnist_like
+from tests.fake_datasets import patch_cifar10_md5, patch_svhn_md5, write_cifar10, write_mnist_like, write_svhn
 
 
 def _write(name: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
@@ -18,12 +18,16 @@ def _write(name: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
         written = write_cifar10(root, n_per_batch=6, n_test=10)
         patch_cifar10_md5(monkeypatch, root)
         return written
+    if name == "svhn":
+        written = write_svhn(root, n_train=30, n_test=20)
+        patch_svhn_md5(monkeypatch, root)
+        return written
     folder = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}[name]
     written = write_mnist_like(root, folder=folder, n_train=40, n_test=20)
     return {split: (x[:, None], y) for split, (x, y) in written.items()}
 
 
-WRITTEN_BY_TESTS = {"mnist", "fashion_mnist", "cifar10"}
+WRITTEN_BY_TESTS = {"mnist", "fashion_mnist", "cifar10", "svhn"}
 
 
 def test_every_registered_dataset_has_a_generated_test():
@@ -63,8 +67,8 @@ def test_missing_files_lists_exactly_the_absent_ones(tmp_path):
 
 
 def test_unknown_dataset_lists_the_valid_names(tmp_path):
-    with pytest.raises(ValueError, match="unknown dataset 'svhn'.*cifar10, fashion_mnist, mnist"):
-        load_vision_dataset("svhn", tmp_path, train=True)
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'.*cifar10, fashion_mnist, mnist, svhn"):
+        load_vision_dataset("imagenet", tmp_path, train=True)
     with pytest.raises(ValueError, match="valid names"):
         missing_files("MNIST", tmp_path)
 
@@ -96,3 +100,23 @@ def test_fake_cifar_pickles_read_like_the_real_files_with_either_encoding(tmp_pa
     with open(tmp_path / "cifar-10-batches-py" / "batches.meta", "rb") as f:
         meta = pickle.load(f, encoding="latin1")
     assert meta["label_names"][0] == "airplane" and meta["num_vis"] == 3072
+
+
+def test_svhn_checksums_are_still_checked(tmp_path):
+    write_svhn(tmp_path, n_train=10, n_test=10)  # md5s differ from the real files', and are not patched
+    with pytest.raises(RuntimeError, match="do not match.*download=True"):
+        load_vision_dataset("svhn", tmp_path, train=True)
+
+
+def test_fake_svhn_mat_files_are_laid_out_like_the_real_ones(tmp_path, monkeypatch):
+    from scipy.io import loadmat
+
+    written = write_svhn(tmp_path, n_train=20, n_test=10)
+    raw = loadmat(tmp_path / "train_32x32.mat")
+    assert raw["X"].shape == (32, 32, 3, 20) and raw["X"].dtype == np.uint8
+    assert raw["y"].shape == (20, 1) and set(raw["y"].ravel().tolist()) == set(range(1, 11))  # 10 is digit 0
+    patch_svhn_md5(monkeypatch, tmp_path)
+    images, targets = load_vision_dataset("svhn", tmp_path, train=True)
+    assert torch.equal(targets, torch.from_numpy(written["train"][1]).long()) and int(targets.min()) == 0
+    # pixel (row 0, column 1) of image 3, green channel: X[h, w, c, n]
+    assert images[3, 1, 0, 1] == float(raw["X"][0, 1, 1, 3]) / 255.0
