@@ -1,12 +1,14 @@
 """Small layers the paper's networks need and torch does not ship.
 
 - :class:`GaussianNoise`: additive noise in the discriminator (openai/improved-gan ``GaussianNoiseLayer``).
-- :class:`Bias`: a learned shift, for batch norm with a shift but no scale (the MNIST generator).
-- :func:`weight_norm_linear`: ``nn.Linear`` under ``torch.nn.utils.parametrizations.weight_norm``
-  (Salimans & Kingma 2016), initialised as in the reference code.
+- :class:`Bias`: a learned shift, for batch norm with a shift but no scale (the MNIST and CIFAR generators).
+- :func:`weight_normalize`: any linear / conv / transposed-conv layer under
+  ``torch.nn.utils.parametrizations.weight_norm`` (Salimans & Kingma 2016), initialised as in the reference code;
+  :func:`weight_norm_linear`, :func:`weight_norm_conv2d` and :func:`weight_norm_conv_transpose2d` build and wrap one.
 - :func:`data_dependent_init`: the data-dependent initialisation of weight-normalised layers
   (Salimans & Kingma 2016, section 3): each layer's pre-activations on an init batch get mean 0
-  and standard deviation 1 per unit. Hand-written: torch has weight norm but not this init.
+  and standard deviation 1 per unit (or a layer's own ``init_scale``). Hand-written: torch has weight norm but
+  not this init.
 - :class:`MinibatchDiscrimination`: minibatch features (Salimans et al. 2016, section 3.2).
 - :class:`VirtualBatchNorm1d` / :class:`VirtualBatchNorm2d`: virtual batch normalisation (section 3.5).
 - :func:`spectral_normalize`: ``torch.nn.utils.parametrizations.spectral_norm`` on every linear and
@@ -29,7 +31,10 @@ __all__ = [
     "data_dependent_init",
     "is_weight_normed",
     "spectral_normalize",
+    "weight_norm_conv2d",
+    "weight_norm_conv_transpose2d",
     "weight_norm_linear",
+    "weight_normalize",
 ]
 
 
@@ -56,11 +61,17 @@ class GaussianNoise(nn.Module):
 
 
 class Bias(nn.Module):
-    """A learned per-feature shift, initialised at zero.
+    """A learned shift per feature (dim 1, as batch norm), initialised at zero.
+
+    Works on ``[N, C]`` and on ``[N, C, H, W]`` inputs alike: the shift of channel c is added at every position.
 
     Example:
         >>> Bias(3)(torch.zeros(2, 3)).shape
         torch.Size([2, 3])
+        >>> b = Bias(2)
+        >>> b.bias.data = torch.tensor([1.0, -1.0])
+        >>> b(torch.zeros(1, 2, 3, 3))[0, :, 0, 0].tolist()
+        [1.0, -1.0]
     """
 
     def __init__(self, num_features: int) -> None:
@@ -68,7 +79,54 @@ class Bias(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_features))
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.bias
+        return x + self.bias.view(-1, *([1] * (x.dim() - 2)))  # [C] -> [C, 1, ...]: broadcast over positions
+
+
+def weight_normalize(
+    layer: nn.Module,
+    *,
+    weight_std: float = 0.05,  # openai/improved-gan WeightNormLayer / nn.DenseLayer: v ~ N(0, 0.05)
+    train_scale: bool = True,
+    init_scale: float | None = None,
+) -> nn.Module:
+    """Put ``layer`` (``nn.Linear``, ``nn.Conv*d`` or ``nn.ConvTranspose*d``) under weight norm, initialised.
+
+    W = g v / ||v|| per output unit: ``dim=0`` for linear and conv weights ``[out, in, ...]``, ``dim=1`` for
+    transposed convs, whose weights are ``[in, out, ...]`` (openai/improved-gan ``WeightNormLayer`` sums over axes
+    (0, 2, 3) of its ``Deconv2DLayer`` weights for the same reason). ``v ~ N(0, weight_std^2)``, ``g = 1``, bias 0;
+    :func:`data_dependent_init` then sets g and bias.
+
+    Args:
+        layer: the layer to normalise, in place; returned.
+        weight_std: std of the initial directions v.
+        train_scale: whether g is trained. A frozen scale stays a parameter with ``requires_grad=False``, so it is
+            checkpointed and averaged like the others, but no optimizer sees it (the reference's ``train_g=False``).
+        init_scale: this layer's target std of its pre-activations in :func:`data_dependent_init` (the reference's
+            ``init_stdv``), stored as ``layer.init_scale``; ``None``: the scale passed to that function.
+
+    Example:
+        >>> deconv = weight_normalize(nn.ConvTranspose2d(4, 3, 5), init_scale=0.1)
+        >>> deconv.parametrizations.weight.original0.shape, deconv.init_scale   # one g per output channel
+        (torch.Size([1, 3, 1, 1]), 0.1)
+        >>> torch.allclose(deconv.weight.square().sum(dim=(0, 2, 3)), torch.ones(3))
+        True
+    """
+    if not isinstance(layer, (nn.Linear, nn.modules.conv._ConvNd)):
+        raise TypeError(f"weight_normalize: expected a linear or convolution layer, got {type(layer).__name__}")
+    dim = 1 if isinstance(layer, nn.modules.conv._ConvTransposeNd) else 0  # the output-unit axis of the weight
+    nn.init.normal_(layer.weight, std=weight_std)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    weight_norm(layer, name="weight", dim=dim)
+    g = layer.parametrizations.weight.original0
+    with torch.no_grad():
+        g.fill_(1.0)
+    g.requires_grad_(train_scale)
+    if init_scale is not None:
+        if init_scale <= 0:
+            raise ValueError(f"weight_normalize: init_scale must be positive, got {init_scale}")
+        layer.init_scale = float(init_scale)
+    return layer
 
 
 def weight_norm_linear(
@@ -77,12 +135,13 @@ def weight_norm_linear(
     *,
     weight_std: float = 0.05,  # openai/improved-gan nn.DenseLayer: theta ~ N(0, 0.05); the MNIST D passes 0.1
     train_scale: bool = True,  # the reference freezes the scale g in all MNIST D layers but the last
+    init_scale: float | None = None,
 ) -> nn.Linear:
     """A weight-normalised linear layer, W = g v / ||v|| row-wise, with the reference initialisation.
 
     ``v ~ N(0, weight_std^2)``, ``g = 1``, bias 0; :func:`data_dependent_init` then sets g and bias.
     A frozen scale stays a parameter with ``requires_grad=False`` so it is checkpointed and
-    averaged like the others, but no optimizer sees it.
+    averaged like the others, but no optimizer sees it. See :func:`weight_normalize` for ``init_scale``.
 
     Example:
         >>> layer = weight_norm_linear(4, 3, train_scale=False)
@@ -91,14 +150,56 @@ def weight_norm_linear(
         >>> torch.allclose(layer.weight.norm(dim=1), torch.ones(3))
         True
     """
-    layer = nn.Linear(in_features, out_features)
-    nn.init.normal_(layer.weight, std=weight_std)
-    nn.init.zeros_(layer.bias)
-    layer = weight_norm(layer, name="weight", dim=0)
-    with torch.no_grad():
-        layer.parametrizations.weight.original0.fill_(1.0)
-    layer.parametrizations.weight.original0.requires_grad_(train_scale)
-    return layer
+    return weight_normalize(
+        nn.Linear(in_features, out_features), weight_std=weight_std, train_scale=train_scale, init_scale=init_scale
+    )
+
+
+def weight_norm_conv2d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    weight_std: float = 0.05,  # openai/improved-gan CIFAR/SVHN D: W=Normal(0.05)
+    train_scale: bool = True,
+    init_scale: float | None = None,
+) -> nn.Conv2d:
+    """A weight-normalised ``nn.Conv2d`` (one g per output channel), see :func:`weight_normalize`.
+
+    Example:
+        >>> conv = weight_norm_conv2d(3, 8, 3, padding=1, train_scale=False)
+        >>> conv(torch.zeros(2, 3, 5, 5)).shape, conv.parametrizations.weight.original0.shape
+        (torch.Size([2, 8, 5, 5]), torch.Size([8, 1, 1, 1]))
+    """
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+    return weight_normalize(conv, weight_std=weight_std, train_scale=train_scale, init_scale=init_scale)
+
+
+def weight_norm_conv_transpose2d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    output_padding: int = 0,
+    weight_std: float = 0.05,  # openai/improved-gan CIFAR/SVHN G: W=Normal(0.05)
+    train_scale: bool = True,
+    init_scale: float | None = None,
+) -> nn.ConvTranspose2d:
+    """A weight-normalised ``nn.ConvTranspose2d`` (weight ``[in, out, k, k]``, so ``dim=1``: one g per output channel).
+
+    Example:
+        >>> deconv = weight_norm_conv_transpose2d(8, 3, 5, stride=2, padding=2, output_padding=1)
+        >>> deconv(torch.zeros(2, 8, 16, 16)).shape
+        torch.Size([2, 3, 32, 32])
+    """
+    deconv = nn.ConvTranspose2d(
+        in_channels, out_channels, kernel_size, stride=stride, padding=padding, output_padding=output_padding
+    )
+    return weight_normalize(deconv, weight_std=weight_std, train_scale=train_scale, init_scale=init_scale)
 
 
 def is_weight_normed(module: nn.Module) -> bool:
@@ -111,10 +212,15 @@ def data_dependent_init(network: nn.Module, x: Tensor, init_scale: float = 1.0) 
     """Initialise every weight-normalised layer of ``network`` from the data batch ``x``.
 
     Layers are visited in forward order: each layer's pre-activation ``t = W x`` (bias excluded)
-    is measured on the batch, then ``g <- g * init_scale / std(t)`` and ``b <- -mean(t) * init_scale / std(t)``
+    is measured on the batch, then ``g <- g * s / std(t)`` and ``b <- -mean(t) * s / std(t)``
     (per output unit, population std), and the normalised output is passed on, so later layers are
     initialised on the already-initialised earlier ones. The network is run in whatever mode it is in;
-    openai/improved-gan runs this pass with its noise layers on. Works for linear and conv layers.
+    openai/improved-gan runs this pass with its noise layers on. Works for linear, conv and transposed-conv
+    layers (statistics per output channel, over the batch and all positions).
+
+    ``s`` is ``init_scale`` unless the layer has its own ``init_scale`` attribute (set by :func:`weight_normalize`),
+    as openai/improved-gan's ``WeightNormLayer(init_stdv=...)``: its CIFAR-10 / SVHN code gives the last layers
+    of D and G ``init_stdv=0.1`` and all others 1.
 
     Example:
         >>> net = nn.Sequential(weight_norm_linear(5, 4), nn.ReLU(), weight_norm_linear(4, 2))
@@ -124,6 +230,10 @@ def data_dependent_init(network: nn.Module, x: Tensor, init_scale: float = 1.0) 
         >>> std = pre.std(0, unbiased=False)
         >>> torch.allclose(pre.mean(0), torch.zeros(4), atol=1e-5), torch.allclose(std, torch.ones(4))
         (True, True)
+        >>> net[2].init_scale = 0.1   # a per-layer override, as weight_normalize(..., init_scale=0.1) sets
+        >>> data_dependent_init(net, x)
+        >>> round(float(net(x).std(0, unbiased=False).mean()), 4)
+        0.1
     """
 
     def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
@@ -131,8 +241,9 @@ def data_dependent_init(network: nn.Module, x: Tensor, init_scale: float = 1.0) 
         shape = [1, -1] + [1] * (output.dim() - 2)
         pre = output - module.bias.view(shape) if module.bias is not None else output  # t = W x
         mean = pre.mean(dim=reduce_dims)
-        inv_std = init_scale / pre.std(dim=reduce_dims, unbiased=False).clamp_min(1e-8)
-        g = module.parametrizations.weight.original0  # [out, 1, ...]
+        scale = getattr(module, "init_scale", init_scale)  # the layer's own target std, else the default
+        inv_std = scale / pre.std(dim=reduce_dims, unbiased=False).clamp_min(1e-8)
+        g = module.parametrizations.weight.original0  # [out, 1, ...]; [1, out, 1, ...] for transposed convs
         g.mul_(inv_std.view(g.shape))
         if module.bias is not None:
             module.bias.copy_(-mean * inv_std)

@@ -1,4 +1,7 @@
-"""Optimizers that torch does not have: the Adam of openai/improved-gan, epsilon inside the square root.
+"""Optimizers and schedules that torch does not have, from openai/improved-gan.
+
+- :class:`ReferenceAdam`: the reference's Adam, epsilon inside the square root.
+- :class:`LinearDecayLR`: the reference's CIFAR-10 / SVHN learning-rate schedule, constant then linear to 0.
 
 Hand-written because no library offers it: torch's ``Adam`` divides by ``sqrt(v_hat) + eps``, the reference
 (``nn.adam_updates`` in openai/improved-gan) by ``sqrt(v_hat + 1e-8)``. For a parameter whose gradients vanish the
@@ -14,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["ReferenceAdam"]
+__all__ = ["LinearDecayLR", "ReferenceAdam"]
 
 
 class ReferenceAdam(torch.optim.Optimizer):
@@ -74,3 +77,62 @@ class ReferenceAdam(torch.optim.Optimizer):
                 denom = (v / (1 - beta2**t)).add_(group["eps"]).sqrt_()  # sqrt(v_hat + eps)
                 p.addcdiv_(m, denom, value=-group["lr"] / (1 - beta1**t))  # p - lr * m_hat / sqrt(v_hat + eps)
         return loss
+
+
+class LinearDecayLR(torch.optim.lr_scheduler.LRScheduler):
+    """Per-epoch learning rate ``base_lr * min(1, (total_epochs - epoch) / decay_epochs)``, clamped at 0.
+
+    Constant for the first ``total_epochs - decay_epochs`` epochs, then linear down to 0 at ``total_epochs``
+    (0 beyond it). openai/improved-gan ``train_cifar_feature_matching.py``: ``lr * min(3 - epoch/400, 1)`` over 1200
+    epochs, i.e. ``total_epochs=1200, decay_epochs=400``; ``train_svhn_feature_matching.py``:
+    ``lr * min(3 - epoch/300, 1)`` over 900 epochs, i.e. ``total_epochs=900, decay_epochs=300``. ``epoch`` counts
+    from 0 and is the scheduler's ``last_epoch``: call :meth:`step` once per epoch (Lightning's default
+    ``interval="epoch"``). The rate is computed in closed form from the epoch, so resuming from a ``state_dict`` (plain
+    attributes) or stepping with an explicit epoch gives the same rate.
+
+    Args:
+        optimizer: the wrapped optimizer; each group's initial ``lr`` is its ``base_lr``.
+        total_epochs: the epoch at which the rate reaches 0.
+        decay_epochs: the length of the linear decay, ``1 <= decay_epochs <= total_epochs``.
+        last_epoch: the index of the last epoch, ``-1`` to start afresh (torch's convention).
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+        >>> sched = LinearDecayLR(opt, total_epochs=1200, decay_epochs=400)
+        >>> [round(sched.factor(e), 4) for e in (0, 800, 1000, 1199, 1200)]
+        [1.0, 1.0, 0.5, 0.0025, 0.0]
+        >>> for _ in range(1000):
+        ...     opt.step()
+        ...     sched.step()
+        >>> sched.get_last_lr()   # 3e-4 * min(3 - 1000 / 400, 1)
+        [0.00015]
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_epochs: int = 1200,  # reference CIFAR-10: 1200 epochs (SVHN: 900)
+        decay_epochs: int = 400,  # reference CIFAR-10: decay over the last 400 (SVHN: 300)
+        last_epoch: int = -1,
+    ) -> None:
+        for name, value in (("total_epochs", total_epochs), ("decay_epochs", decay_epochs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"LinearDecayLR: {name} must be a positive integer, got {value!r}")
+        if decay_epochs > total_epochs:
+            raise ValueError(
+                f"LinearDecayLR: decay_epochs ({decay_epochs}) must not exceed total_epochs ({total_epochs}): "
+                "the decay would start before epoch 0"
+            )
+        self.total_epochs = total_epochs
+        self.decay_epochs = decay_epochs
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, epoch: int) -> float:
+        """The multiplier of the base rates at ``epoch``: ``min(1, (total_epochs - epoch) / decay_epochs)``, >= 0."""
+        return max(0.0, min(1.0, (self.total_epochs - epoch) / self.decay_epochs))
+
+    def get_lr(self) -> list[float]:  # noqa: D102 (torch.optim.lr_scheduler.LRScheduler.get_lr)
+        return [base_lr * self.factor(self.last_epoch) for base_lr in self.base_lrs]
+
+    def _get_closed_form_lr(self) -> list[float]:  # used by torch when step() is given an explicit epoch
+        return self.get_lr()

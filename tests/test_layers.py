@@ -7,13 +7,17 @@ import torch
 from torch import nn
 
 from lightning_gan.layers import (
+    Bias,
     GaussianNoise,
     MinibatchDiscrimination,
     VirtualBatchNorm1d,
     VirtualBatchNorm2d,
     data_dependent_init,
     is_weight_normed,
+    weight_norm_conv2d,
+    weight_norm_conv_transpose2d,
     weight_norm_linear,
+    weight_normalize,
 )
 from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
 
@@ -55,6 +59,67 @@ def test_data_dependent_init_sets_gain_and_bias_from_the_batch_statistics():
     torch.testing.assert_close(layer.bias, -t.mean(0) * 2.0 / t.std(0, unbiased=False))
     with pytest.raises(ValueError, match="no weight-normalised layer"):
         data_dependent_init(nn.Linear(3, 2), x)
+
+
+def test_per_layer_init_scale_overrides_the_default_scale():
+    torch.manual_seed(0)
+    net = nn.Sequential(weight_norm_linear(5, 6), nn.ReLU(), weight_norm_linear(6, 3, init_scale=0.1))
+    x = torch.randn(200, 5) * 3
+    data_dependent_init(net, x, init_scale=2.0)  # the default for layers without their own init_scale
+    with torch.no_grad():
+        first, last = _pre_activations(net, x)
+    torch.testing.assert_close(first.std(0, unbiased=False), torch.full((6,), 2.0))
+    torch.testing.assert_close(last.std(0, unbiased=False), torch.full((3,), 0.1))
+    torch.testing.assert_close(last.mean(0), torch.zeros(3), atol=1e-6, rtol=0)
+    assert not hasattr(net[0], "init_scale")
+    with pytest.raises(ValueError, match="init_scale must be positive"):
+        weight_norm_linear(2, 2, init_scale=0.0)
+
+
+def test_data_dependent_init_of_a_transposed_conv_is_per_output_channel():
+    torch.manual_seed(0)
+    deconv = weight_norm_conv_transpose2d(4, 3, 5, stride=2, padding=2, output_padding=1)
+    assert deconv.weight.shape == (4, 3, 5, 5)  # [in, out, k, k]: weight norm over dim 1
+    g = deconv.parametrizations.weight.original0
+    assert g.shape == (1, 3, 1, 1)
+    torch.testing.assert_close(deconv.weight.square().sum(dim=(0, 2, 3)), torch.ones(3))  # ||W_c|| = g_c = 1
+    x = torch.randn(16, 4, 6, 6) * torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 4, 1, 1) + 1
+    with torch.no_grad():
+        t = deconv(x)  # [16, 3, 12, 12], bias 0 before init
+    std, mean = t.std(dim=(0, 2, 3), unbiased=False), t.mean(dim=(0, 2, 3))
+    data_dependent_init(deconv, x, init_scale=0.5)
+    torch.testing.assert_close(g.flatten(), 0.5 / std)
+    torch.testing.assert_close(deconv.bias, -mean * 0.5 / std)
+    with torch.no_grad():
+        out = deconv(x)
+    torch.testing.assert_close(out.std(dim=(0, 2, 3), unbiased=False), torch.full((3,), 0.5))
+    torch.testing.assert_close(out.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(deconv.weight.square().sum(dim=(0, 2, 3)).sqrt(), g.flatten())  # still per channel
+
+
+def test_weight_norm_conv2d_is_per_output_channel_and_weight_normalize_refuses_other_layers():
+    torch.manual_seed(0)
+    conv = weight_norm_conv2d(8, 16, 3, stride=2, padding=1, weight_std=0.05, train_scale=False)
+    assert conv.parametrizations.weight.original0.shape == (16, 1, 1, 1) and conv.stride == (2, 2)
+    assert not conv.parametrizations.weight.original0.requires_grad
+    assert conv.parametrizations.weight.original1.std().item() == pytest.approx(0.05, rel=0.1)
+    torch.testing.assert_close(conv.weight.flatten(1).norm(dim=1), torch.ones(16))
+    x = torch.randn(8, 8, 10, 10)
+    data_dependent_init(conv, x)
+    with torch.no_grad():
+        out = conv(x)
+    torch.testing.assert_close(out.std(dim=(0, 2, 3), unbiased=False), torch.ones(16), atol=1e-5, rtol=1e-5)
+    with pytest.raises(TypeError, match="linear or convolution"):
+        weight_normalize(nn.BatchNorm1d(3))
+
+
+def test_bias_shifts_the_channel_dimension():
+    b = Bias(3)
+    with torch.no_grad():
+        b.bias.copy_(torch.tensor([1.0, 2.0, 3.0]))
+    torch.testing.assert_close(b(torch.zeros(2, 3)), torch.tensor([[1.0, 2.0, 3.0]] * 2))
+    out = b(torch.zeros(2, 3, 4, 5))
+    torch.testing.assert_close(out, torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1).expand(2, 3, 4, 5))
 
 
 def test_weight_norm_linear_freezes_scale_only_when_asked():

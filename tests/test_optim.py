@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_gan.optim import ReferenceAdam
+from lightning_gan.optim import LinearDecayLR, ReferenceAdam
 
 
 def reference_adam_numpy(p, grads, lr, b1, b2, eps):
@@ -68,3 +68,61 @@ def test_state_round_trips_through_a_weights_only_checkpoint():
 def test_bad_hyperparameters_are_refused(kwargs):
     with pytest.raises(ValueError, match="ReferenceAdam"):
         ReferenceAdam([torch.nn.Parameter(torch.zeros(1))], **kwargs)
+
+
+def _sgd(lr: float = 3e-4, groups: int = 1) -> torch.optim.SGD:
+    groups_ = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr * (i + 1)} for i in range(groups)]
+    return torch.optim.SGD(groups_)
+
+
+@pytest.mark.parametrize("total, decay", [(1200, 400), (900, 300)])  # reference CIFAR-10, SVHN
+def test_linear_decay_follows_the_reference_schedule_epoch_by_epoch(total, decay):
+    opt = _sgd(groups=2)
+    sched = LinearDecayLR(opt, total_epochs=total, decay_epochs=decay)
+    lrs = []
+    for _epoch in range(total + 3):  # a few epochs past the end: clamped at 0
+        lrs.append([group["lr"] for group in opt.param_groups])
+        opt.step()
+        sched.step()
+    for epoch in (0, 1, total - decay - 1, total - decay, total - decay + 1, total - decay // 2, total - 1):
+        # openai/improved-gan: lr = learning_rate * np.minimum(3. - epoch/400., 1.) (CIFAR-10; /300. for SVHN)
+        reference = 3e-4 * min(3.0 - epoch / decay, 1.0)
+        assert lrs[epoch] == pytest.approx([reference, 2 * reference], rel=1e-9, abs=1e-15), epoch
+    assert lrs[total - decay] == pytest.approx([3e-4, 6e-4])  # the last constant epoch
+    assert lrs[total] == lrs[total + 2] == [0.0, 0.0]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_linear_decay_state_dict_round_trip_resumes_the_same_rates():
+    opt = _sgd()
+    sched = LinearDecayLR(opt, total_epochs=10, decay_epochs=4)
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    buffer = io.BytesIO()
+    torch.save(sched.state_dict(), buffer)  # plain attributes: loads under weights_only
+    buffer.seek(0)
+    opt2 = _sgd(lr=1.0)  # a fresh optimizer; base_lrs come from the state dict
+    resumed = LinearDecayLR(opt2, total_epochs=1, decay_epochs=1)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    assert (resumed.total_epochs, resumed.decay_epochs, resumed.last_epoch) == (10, 4, 7)
+    rates = []
+    for s, o in ((sched, opt), (resumed, opt2)):
+        o.step()
+        s.step()
+        rates.append(s.get_last_lr())
+    assert rates[0] == rates[1] == pytest.approx([3e-4 * 2 / 4])  # epoch 8: (10 - 8) / 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"total_epochs": 0, "decay_epochs": 1}, "total_epochs must be a positive integer"),
+        ({"total_epochs": 10, "decay_epochs": 0}, "decay_epochs must be a positive integer"),
+        ({"total_epochs": 10.5, "decay_epochs": 2}, "total_epochs must be a positive integer"),
+        ({"total_epochs": 10, "decay_epochs": 11}, "must not exceed total_epochs"),
+    ],
+)
+def test_linear_decay_refuses_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LinearDecayLR(_sgd(), **kwargs)

@@ -5,7 +5,7 @@ so tests and scripts can iterate over all of them; configs pick them by ``class_
 
 Example:
     >>> sorted(NETWORKS)[:2]
-    ['dcgan_discriminator', 'dcgan_generator']
+    ['cifar_discriminator', 'cifar_generator']
     >>> build_net("mnist_generator", noise_dim=10)(torch.rand(2, 10)).shape
     torch.Size([2, 1, 28, 28])
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch  # noqa: F401  (used by the module doctest)
 
+from lightning_gan.networks.cifar import CIFARDiscriminator, CIFARGenerator
 from lightning_gan.networks.dcgan import DCGANDiscriminator, DCGANGenerator
 from lightning_gan.networks.mlp import MNISTDiscriminator, MNISTGenerator
 from lightning_gan.networks.registry import NETWORKS, build_net, register_net
@@ -21,6 +22,8 @@ from lightning_gan.networks.vanilla import VanillaDiscriminator, VanillaGenerato
 
 __all__ = [
     "NETWORKS",
+    "CIFARDiscriminator",
+    "CIFARGenerator",
     "DCGANDiscriminator",
     "DCGANGenerator",
     "MNISTDiscriminator",
