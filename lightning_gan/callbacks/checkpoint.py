@@ -98,10 +98,11 @@ class GlobalRNGState(Callback):
     The states are put back in :meth:`load_state_dict`, which Lightning calls before the first epoch's data
     iterators are made (``fit_loop.setup_data``); the sanity check in between runs inside ``isolate_rng`` (and is
     skipped on restart). Limits: a checkpoint written in the middle of an epoch resumes with that epoch's data from
-    its start (plain DataLoaders cannot be fast-forwarded); under DDP Lightning saves rank 0's callback state, so
-    every rank resumes with rank 0's states, which is exact when all ranks were seeded alike (``seed_everything``
-    seeds every rank with the same seed). The state holds only tensors, ints and floats, so checkpoints still load
-    with ``torch.load(weights_only=True)``.
+    its start (plain DataLoaders cannot be fast-forwarded). Under DDP every rank's states are gathered into
+    ``"per_rank"`` (Lightning builds the checkpoint on every rank, and rank 0 writes it), and each rank gets its own
+    back when the world size is the same; otherwise every rank gets rank 0's (with a warning) and the models
+    reseed the other ranks (:meth:`~lightning_gan.models.base.AdversarialModule.decorrelate_ranks`). The state holds
+    only tensors, ints, floats and strings, so checkpoints still load with ``torch.load(weights_only=True)``.
 
     Example:
         >>> rng = GlobalRNGState()
@@ -114,6 +115,15 @@ class GlobalRNGState(Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
+        state = self._local_state()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, state)  # every rank calls state_dict when saving
+            state = {**gathered[0], "per_rank": gathered}
+        return state
+
+    @staticmethod
+    def _local_state() -> dict[str, Any]:
         kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
         version, internal, gauss_next = random.getstate()
         return {
@@ -131,6 +141,16 @@ class GlobalRNGState(Callback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        per_rank = state_dict.get("per_rank")
+        if per_rank and torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            if len(per_rank) == world_size:
+                state_dict = per_rank[rank]
+            else:
+                rank_zero_warn(
+                    f"GlobalRNGState: the checkpoint has RNG states of {len(per_rank)} ranks, this run has "
+                    f"{world_size}; every rank starts from rank 0's (the models then reseed the others)"
+                )
         torch.set_rng_state(state_dict["torch"])
         cuda = state_dict.get("cuda") or []
         if cuda and torch.cuda.is_available():

@@ -10,7 +10,10 @@ One place for
   gradient of the G step flows through the augmentation into the generator (Zhao et al. 2020),
 - step accounting: a discriminator-step counter kept in the checkpoint, for ``n_critic`` schedules,
 - cheap logging of per-step statistics (summed on the device, handed to ``self.log`` once per logging window),
-- checks that the data module and the networks agree on image shape and value range.
+- checks that the data module and the networks agree on image shape and value range,
+- DDP: each optimizer step touches one network, so DDP's ``find_unused_parameters`` is switched on; ranks get their
+  own random streams (``seed_everything`` seeds them alike, which would give every rank the same z and noise);
+  logged statistics are averaged over ranks; buffers (batch-norm statistics) are made rank 0's after each epoch.
 
 Step accounting: with manual optimization Lightning's ``trainer.global_step`` counts every ``optimizer.step()``
 of either player (``loops/training_epoch_loop.py``), so it grows by the number of D steps plus the number of G
@@ -26,6 +29,8 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from lightning_gan.augment import DiffAugment
@@ -100,6 +105,44 @@ class AdversarialModule(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.d_steps = int(checkpoint.get("d_steps", 0))
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        self._rank_rngs_restored = any(  # GlobalRNGState saved one RNG state per rank of this world size
+            isinstance(state, dict) and len(state.get("per_rank", ())) == world_size
+            for state in checkpoint.get("callbacks", {}).values()
+        )
+
+    # ----- DDP --------------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        self.decorrelate_ranks()
+
+    def decorrelate_ranks(self) -> None:
+        """Under DDP, reseed torch's RNG of every rank but 0 so that ranks draw different z, noise and dropout.
+
+        ``seed_everything`` gives every rank the same seed: without this each rank would generate the same fake
+        batch. Skipped when the ranks' own RNG states came back from a checkpoint (``GlobalRNGState``).
+        """
+        trainer = self.trainer
+        if trainer.world_size == 1 or trainer.global_rank == 0 or getattr(self, "_rank_rngs_restored", False):
+            return
+        torch.manual_seed(torch.initial_seed() + 1_000_003 * trainer.global_rank)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Under DDP, after an epoch's last batch give every rank rank 0's buffers (batch-norm statistics).
+
+        DDP broadcasts buffers before each step, not after the last one; epoch-end callbacks (sample grids, FID)
+        and the checkpoint then see the same generator on every rank.
+        """
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized() and self._is_last_batch(batch_idx):
+            for buffer in self.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
+    def _is_last_batch(self, batch_idx: int) -> bool:
+        trainer = self.trainer
+        return (
+            batch_idx + 1 == trainer.num_training_batches
+            or 0 <= trainer.max_steps <= trainer.global_step  # max_steps ends the epoch after this batch
+            or trainer.should_stop
+        )
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
@@ -126,17 +169,13 @@ class AdversarialModule(LightningModule):
         ``log_every_n_steps`` iterations, weighted by the window length, which keeps the epoch means exact.
         """
         trainer = self.trainer
-        last = (
-            batch_idx + 1 == trainer.num_training_batches
-            or 0 <= trainer.max_steps <= trainer.global_step  # max_steps ends the epoch after this batch
-            or trainer.should_stop
-        )
-        if not (trainer._logger_connector.should_update_logs or last):  # Lightning's own flush condition
+        # Lightning's own flush condition, or the last batch of the epoch
+        if not (trainer._logger_connector.should_update_logs or self._is_last_batch(batch_idx)):
             return {}
         logged: dict[str, Tensor] = {}
         for names, (total, count) in self._window.items():
             means = dict(zip(names, total / count, strict=True))
-            self.log_dict(means, on_step=True, on_epoch=True, batch_size=count)
+            self.log_dict(means, on_step=True, on_epoch=True, batch_size=count, sync_dist=trainer.world_size > 1)
             logged.update(means)
         self._window = {}
         return logged
@@ -167,3 +206,8 @@ class AdversarialModule(LightningModule):
 
     def setup(self, stage: str) -> None:
         self.check_compatible(getattr(self.trainer, "datamodule", None))
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters", False):
+            # the D step leaves G without gradients and the G step leaves D without: DDP must not wait for them
+            strategy._ddp_kwargs["find_unused_parameters"] = True
+            rank_zero_info(f"{type(self).__name__}: DDP with find_unused_parameters=True (one network per step)")

@@ -180,6 +180,7 @@ class GAN(AdversarialModule):
             on_step=False,
             on_epoch=True,
             batch_size=len(out),
+            sync_dist=self.trainer.world_size > 1,  # the mean over every rank's share of the validation set
         )
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:

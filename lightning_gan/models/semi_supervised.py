@@ -175,6 +175,7 @@ class SemiSupervisedGAN(AdversarialModule):
 
     def on_fit_start(self) -> None:
         """Data-dependent init, once: a resumed run has ``initialized`` (and the weights) from its checkpoint."""
+        super().on_fit_start()
         if bool(self.initialized):
             return
         datamodule = self.trainer.datamodule
@@ -282,7 +283,8 @@ class SemiSupervisedGAN(AdversarialModule):
         self.accumulate_stats(TRAIN_STATS, stats)
         logged = self.flush_stats(batch_idx)
         if logged:
-            self.log("g_fm", logged["train/g_loss_fm"], prog_bar=True, logger=False)
+            sync = self.trainer.world_size > 1
+            self.log("g_fm", logged["train/g_loss_fm"], prog_bar=True, logger=False, sync_dist=sync)
 
     # ----- evaluation -----------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:

@@ -1,0 +1,93 @@
+"""Two-process CPU DDP run for ``tests/test_ddp.py``: ``python tests/ddp_check.py {ssl,gan} DATA_DIR OUT_DIR``.
+
+Lightning's subprocess launcher starts rank 1 by running this script again (as ``torchrun`` or SLURM would start
+it), so it is a plain script, not a test module. Every rank writes ``OUT_DIR/rank<r>.json`` (what it saw and
+logged) and ``OUT_DIR/rank<r>.pt`` (its whole state dict); the test compares the ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback, Trainer, seed_everything
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for lightning_gan
+
+from lightning_gan.callbacks import GlobalRNGState, ImageQualityMetrics  # noqa: E402
+from lightning_gan.datamodules import ImageDataModule, SemiSupervisedMNIST  # noqa: E402
+from lightning_gan.models import GAN, SemiSupervisedGAN  # noqa: E402
+from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator, VanillaDiscriminator, VanillaGenerator  # noqa: E402
+
+
+def image_key(image: torch.Tensor) -> str:
+    """An image's identity: its first pixels (random bytes in the generated files)."""
+    return ",".join(f"{v:.4f}" for v in image.flatten()[300:306].tolist())
+
+
+class Record(Callback):
+    """Per rank: the images of every training batch, a noise draw, the logged metrics, the split; then the state."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.seen, self.noise = out, {}, None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.noise = pl_module.generator.sample_noise(3).tolist()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        parts = batch if isinstance(batch, dict) else {"images": batch}
+        for name, value in parts.items():
+            images = value[0] if isinstance(value, (tuple, list)) else value
+            key = f"{name}/epoch{trainer.current_epoch}"
+            self.seen.setdefault(key, []).extend(image_key(x) for x in images)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        rank = trainer.global_rank
+        dm = trainer.datamodule
+        record = {
+            "world_size": trainer.world_size,
+            "seen": self.seen,
+            "noise": self.noise,
+            "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+            "labelled_indices": dm.labelled_indices.tolist() if hasattr(dm, "labelled_indices") else None,
+            "find_unused_parameters": trainer.strategy._ddp_kwargs.get("find_unused_parameters"),
+        }
+        (self.out / f"rank{rank}.json").write_text(json.dumps(record))
+        torch.save({k: v.detach().cpu() for k, v in pl_module.state_dict().items()}, self.out / f"rank{rank}.pt")
+
+
+def main() -> None:
+    kind, data_dir, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    torch.set_num_threads(1)
+    seed_everything(3, verbose=False)
+    callbacks: list[Callback] = [Record(out), GlobalRNGState()]
+    if kind == "ssl":
+        dm = SemiSupervisedMNIST(data_dir=data_dir, num_labelled=20, val_size=40, batch_size=20)
+        model = SemiSupervisedGAN(
+            MNISTGenerator(noise_dim=8, hidden_dim=32), MNISTDiscriminator(hidden_dims=(32, 16)), ema_decay=0.9
+        )
+    else:
+        dm = ImageDataModule("mnist", data_dir=data_dir, batch_size=20, val_size=40)
+        model = GAN(VanillaGenerator(noise_dim=8, hidden_dims=(32,)), VanillaDiscriminator(hidden_dims=(32,)))
+        metrics = ImageQualityMetrics(num_samples=60, num_real=100, batch_size=30, cache_dir=None, progress=False)
+        callbacks.append(metrics)
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",  # plain ddp: the models switch find_unused_parameters on themselves
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+        log_every_n_steps=1,
+    )
+    trainer.fit(model, datamodule=dm)
+
+
+if __name__ == "__main__":
+    main()
