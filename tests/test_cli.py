@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
@@ -20,13 +21,16 @@ CONFIGS = sorted((ROOT / "configs").glob("**/*.yaml"))
 FULL = ROOT / "configs" / "mnist_ssl_100.yaml"
 
 
+def is_full(path: Path) -> bool:
+    return "model" in yaml.safe_load(path.read_text())
+
+
 def config_args(path: Path) -> list[str]:
-    """A full config parses alone; a label-count override goes on top of the full setup."""
-    return (
-        ["--config", str(path)]
-        if "model" in yaml.safe_load(path.read_text())
-        else ["--config", str(FULL), "--config", str(path)]
-    )
+    """A full config parses alone; an override goes on top of its full setup (``x_ddp.yaml`` on ``x.yaml``)."""
+    if is_full(path):
+        return ["--config", str(path)]
+    base = path.with_name(path.stem.removesuffix("_ddp") + ".yaml") if path.stem.endswith("_ddp") else FULL
+    return ["--config", str(base), "--config", str(path)]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
@@ -157,7 +161,7 @@ def test_help_documents_every_technique_option():
     assert "one-sided label smoothing" in proc.stdout
 
 
-GAN_CONFIGS = [p for p in CONFIGS if "_ssl_" not in p.stem]
+GAN_CONFIGS = [p for p in CONFIGS if "_ssl_" not in p.stem and is_full(p)]
 
 
 def small_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,3 +209,46 @@ def test_every_gan_config_trains_a_few_steps_on_its_dataset_files(path, tmp_path
     metrics = [c for c in cli.trainer.callbacks if isinstance(c, ImageQualityMetrics)]
     if dataset == "mnist":  # the shipped domain classifier scores MNIST samples (none ships for the others)
         assert metrics and {"metrics/fid", "metrics/is_mean"} <= set(metrics[0].last_metrics)
+
+
+SSL_COLOUR_CONFIGS = [ROOT / "configs" / "cifar10_ssl_4000.yaml", ROOT / "configs" / "svhn_ssl_1000.yaml"]
+
+
+@pytest.mark.parametrize("path", SSL_COLOUR_CONFIGS, ids=[p.stem for p in SSL_COLOUR_CONFIGS])
+def test_colour_ssl_configs_train_the_paper_networks_on_their_dataset_files(path, tmp_path, monkeypatch):
+    """The CIFAR-10 / SVHN recipes as shipped (paper-size networks, schedule, G init), on generated files."""
+    from lightning_gan.networks import CIFARDiscriminator, CIFARGenerator
+    from lightning_gan.optim import LinearDecayLR, ReferenceAdam
+    from tests.fake_datasets import patch_cifar10_md5, patch_svhn_md5, write_cifar10, write_svhn
+
+    if path.stem.startswith("cifar10"):
+        write_cifar10(tmp_path, n_per_batch=20, n_test=20)
+        patch_cifar10_md5(monkeypatch, tmp_path)
+    else:
+        write_svhn(tmp_path, n_train=100, n_test=20)
+        patch_svhn_md5(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LIGHTNING_GAN_DATA", str(tmp_path))
+    cli = build_cli(
+        [
+            "fit",
+            "--config", str(path),
+            "--trainer.max_steps", "4",
+            "--trainer.limit_val_batches", "1",
+            "--trainer.limit_test_batches", "1",
+            "--data.init_args.num_labelled", "20",
+            "--data.init_args.val_size", "20",
+            "--data.init_args.batch_size", "10",
+            "--data.init_args.init_size", "50",
+        ]
+    )  # fmt: skip
+    model = cli.model
+    assert isinstance(model.generator, CIFARGenerator) and isinstance(model.discriminator, CIFARDiscriminator)
+    assert cli.trainer.global_step == 4 and bool(model.initialized) and model.feature_matching_p == 1
+    assert all(isinstance(opt.optimizer, ReferenceAdam) for opt in model.optimizers())
+    schedulers = model.lr_schedulers()
+    assert len(schedulers) == 2 and all(isinstance(s, LinearDecayLR) for s in schedulers)
+    assert torch.isfinite(torch.tensor(float(cli.trainer.callback_metrics["test/error_ema"])))  # test_after_fit
+    logged = (Path(cli.trainer.log_dir) / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/d_loss_epoch", "train/g_loss_fm_epoch", "lr-ReferenceAdam", "lr-ReferenceAdam-1"} <= set(logged)
+    assert (Path(cli.trainer.log_dir) / "label_split.json").is_file()

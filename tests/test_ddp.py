@@ -143,3 +143,31 @@ def test_image_quality_scores_all_ranks_samples_once(gan_run, data_dir):
     scores = quality.compute()
     assert records[0]["metrics"]["metrics/fid"] == pytest.approx(float(scores["fid"]), rel=1e-4)
     assert records[0]["metrics"]["metrics/is_mean"] == pytest.approx(float(scores["is_mean"]), rel=1e-4)
+
+
+def test_the_shipped_ddp_config_runs_from_the_command_line(data_dir, tmp_path):
+    """configs/mnist_ssl_100_ddp.yaml on top of the quick setup: 2 CPU processes, through LightningCLI."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "LIGHTNING_GAN_DATA": str(data_dir)}
+    for var in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    command = [
+        sys.executable, "-m", "lightning_gan", "fit",
+        "--config", str(root / "configs" / "mnist_ssl_quick.yaml"),
+        "--config", str(root / "configs" / "mnist_ssl_100_ddp.yaml"),
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+        "--trainer.max_steps", "6", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
+        "--data.init_args.num_labelled", "20", "--data.init_args.val_size", "40", "--data.init_args.batch_size", "20",
+        "--data.init_args.init_size", "100",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs" / "mnist_ssl_quick").glob("version_*")
+    assert (run_dir / "label_split.json").is_file() and (run_dir / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 6
+    (rng_state,) = [v for k, v in checkpoint["callbacks"].items() if k.startswith("GlobalRNGState")]
+    assert len(rng_state["per_rank"]) == 2  # each rank's RNG state, for an exact resume under DDP
+    assert not torch.equal(rng_state["per_rank"][0]["torch"], rng_state["per_rank"][1]["torch"])
+    assert "test/error_ema" in (run_dir / "metrics.csv").read_text()

@@ -286,10 +286,13 @@ class SemiSupervisedDataModule(LightningDataModule):
         return self._require_split().save(Path(directory) / LABEL_SPLIT_FILENAME)
 
     def _save_to_run_dir(self) -> None:
-        """Write the split into the run directory (the logger's folder), on rank 0, when there is a logger."""
+        """Write the split into the run directory (the logger's folder) on rank 0, when there is a logger."""
         trainer = self.trainer
-        if trainer is not None and trainer.loggers and trainer.is_global_zero and trainer.log_dir:
-            self.save_label_split(trainer.log_dir)
+        if trainer is None or not trainer.loggers:
+            return
+        log_dir = trainer.log_dir  # read on every rank: under DDP it broadcasts rank 0's
+        if trainer.is_global_zero and log_dir:
+            self.save_label_split(log_dir)
 
     # ----- LightningDataModule hooks ----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:

@@ -2,7 +2,9 @@
 
 One place for
 
-- the two optimizers (D first, G second) built from ``optimizer_d`` / ``optimizer_g`` factories,
+- the two optimizers (D first, G second) built from ``optimizer_d`` / ``optimizer_g`` factories, and an optional
+  per-epoch learning-rate schedule (``lr_scheduler``, one instance per optimizer, stepped after every epoch: with
+  manual optimization Lightning checkpoints schedulers but does not step them),
 - one optimizer step (``manual_backward``, ``step``, ``zero_grad(set_to_none=True)``, so the next player's step
   finds no stale gradients),
 - DiffAugment (:mod:`lightning_gan.augment`): every discriminator call of a training step goes through
@@ -28,7 +30,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
@@ -49,7 +51,9 @@ def save_hyperparameters(module: LightningModule, network_args: tuple[str, ...])
     Under LightningCLI the networks arrive as ``class_path`` configs, which are saved so that
     ``load_from_checkpoint`` rebuilds them. Built in Python they are module instances, which cannot always be
     pickled (weight-norm parametrizations forbid it) and are in the checkpoint's state_dict anyway:
-    they are left out, and ``load_from_checkpoint`` then needs them passed again.
+    they are left out, and ``load_from_checkpoint`` then needs them passed again. So are factories passed from
+    Python (optimizers, schedulers: functions, ``functools.partial``): code, not data, which a checkpoint read with
+    ``torch.load(weights_only=True)`` (Lightning's default when resuming) could not hold.
     """
     from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 
@@ -57,7 +61,8 @@ def save_hyperparameters(module: LightningModule, network_args: tuple[str, ...])
     from_cli = _given_hyperparameters.get() is not None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
-        module.save_hyperparameters(ignore=None if from_cli else list(network_args), frame=frame)
+        ignore = None if from_cli else [*network_args, *(k for k, v in frame.f_locals.items() if callable(v))]
+        module.save_hyperparameters(ignore=ignore, frame=frame)
 
 
 class AdversarialModule(LightningModule):
@@ -71,24 +76,42 @@ class AdversarialModule(LightningModule):
         optimizer_g: optimizer factory for the generator's trainable parameters.
         augment: DiffAugment policy applied to every discriminator input during training, e.g.
             ``"color,translation,cutout"``; ``""`` for none.
+        lr_scheduler: learning-rate scheduler factory (e.g. :class:`~lightning_gan.optim.LinearDecayLR`), built once
+            for each optimizer and stepped after every training epoch; ``None`` for a constant rate.
     """
 
     generator: nn.Module
     discriminator: nn.Module
 
-    def __init__(self, optimizer_d: OptimizerCallable, optimizer_g: OptimizerCallable, augment: str = "") -> None:
+    def __init__(
+        self,
+        optimizer_d: OptimizerCallable,
+        optimizer_g: OptimizerCallable,
+        augment: str = "",
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.optimizer_d = optimizer_d
         self.optimizer_g = optimizer_g
+        self.lr_scheduler = lr_scheduler
         self.augment = DiffAugment(augment)
         self.d_steps = 0  # discriminator steps taken, checkpointed (on_save_checkpoint)
         self._window: dict[tuple[str, ...], tuple[Tensor, int]] = {}
 
     # ----- optimisation ---------------------------------------------------------------------------
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        """``[D optimizer, G optimizer]``; ``self.optimizers()`` returns them in this order."""
-        return [self.optimizer_d(trainable(self.discriminator)), self.optimizer_g(trainable(self.generator))]
+    def configure_optimizers(self) -> Any:
+        """``[D optimizer, G optimizer]`` (``self.optimizers()`` returns them in this order), and their schedulers."""
+        optimizers = [self.optimizer_d(trainable(self.discriminator)), self.optimizer_g(trainable(self.generator))]
+        if self.lr_scheduler is None:
+            return optimizers
+        return optimizers, [{"scheduler": self.lr_scheduler(opt), "interval": "epoch"} for opt in optimizers]
+
+    def on_train_epoch_end(self) -> None:
+        """Step the learning-rate schedulers once per epoch (manual optimization: Lightning does not)."""
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
 
     def optimizer_step_on(self, optimizer: Any, loss: Tensor) -> None:
         """Back-propagate ``loss`` and step ``optimizer``; gradients are then dropped (``set_to_none``)."""

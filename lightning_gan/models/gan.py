@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from lightning_gan.losses import GAN_DISCRIMINATOR_LOSSES, GAN_GENERATOR_LOSSES, gradient_penalty
@@ -62,6 +62,8 @@ class GAN(AdversarialModule):
         ema_decay: keep an exponential moving average of the generator with this decay (e.g. 0.999), used by
             :meth:`forward` and :meth:`sample`; ``None`` for none.
         augment: DiffAugment policy for every discriminator input in training, e.g. ``"color,translation,cutout"``.
+        lr_scheduler: per-epoch learning-rate scheduler factory for both players (e.g.
+            :class:`~lightning_gan.optim.LinearDecayLR`); ``None`` for a constant rate.
 
     Example:
         >>> from lightning_gan.networks import VanillaDiscriminator, VanillaGenerator
@@ -83,8 +85,11 @@ class GAN(AdversarialModule):
         real_target: float = 1.0,
         ema_decay: float | None = None,
         augment: str = "",
+        lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
-        super().__init__(optimizer_d or dcgan_adam, optimizer_g or dcgan_adam, augment=augment)
+        super().__init__(
+            optimizer_d or dcgan_adam, optimizer_g or dcgan_adam, augment=augment, lr_scheduler=lr_scheduler
+        )
         save_hyperparameters(self, ("generator", "discriminator"))
         if not callable(getattr(generator, "sample_noise", None)):
             raise TypeError(f"generator {type(generator).__name__} has no sample_noise() method, which GAN needs")

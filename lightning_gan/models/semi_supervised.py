@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
@@ -89,6 +89,12 @@ class SemiSupervisedGAN(AdversarialModule):
         augment: DiffAugment policy (e.g. ``"translation,cutout"``) applied to every discriminator input of a
             training step: labelled, unlabelled and generated images alike, in the D and the G step (also to the
             real images whose features are matched). Evaluation sees clean images. ``""``: none (the paper).
+        lr_scheduler: per-epoch learning-rate scheduler factory for both players, e.g.
+            :class:`~lightning_gan.optim.LinearDecayLR` (the CIFAR-10/SVHN reference decays linearly to 0 over the
+            last third); ``None`` for a constant rate (the MNIST reference).
+        init_generator: also run the data-dependent initialisation on the generator's weight-normalised layers, on
+            one batch of ``init_noise_size`` noise vectors (the CIFAR-10/SVHN reference does; its MNIST code does not).
+        init_noise_size: noise vectors for the generator's initialisation (reference: the batch size, 100).
 
     Example:
         >>> from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
@@ -113,8 +119,13 @@ class SemiSupervisedGAN(AdversarialModule):
         generator_steps: int = 1,
         real_target: float = 1.0,  # paper section 3.4 suggests 0.9; the reference MNIST code does not smooth
         augment: str = "",
+        lr_scheduler: LRSchedulerCallable | None = None,
+        init_generator: bool = False,
+        init_noise_size: int = 100,
     ) -> None:
-        super().__init__(optimizer_d or paper_adam, optimizer_g or paper_adam, augment=augment)
+        super().__init__(
+            optimizer_d or paper_adam, optimizer_g or paper_adam, augment=augment, lr_scheduler=lr_scheduler
+        )
         save_hyperparameters(self, ("generator", "discriminator"))
         for name, net, method in (
             ("generator", generator, "sample_noise"),
@@ -155,6 +166,8 @@ class SemiSupervisedGAN(AdversarialModule):
         self.feature_matching_weight = feature_matching_weight
         self.generator_steps = generator_steps
         self.real_target = real_target
+        self.init_generator = init_generator
+        self.init_noise_size = init_noise_size
         self.register_buffer("initialized", torch.tensor(False))  # checkpointed: never re-initialise on resume
         self.errors = nn.ModuleDict({f"{s}_{k}": MeanMetric() for s in ("val", "test") for k in ("raw", "ema")})
 
@@ -170,6 +183,12 @@ class SemiSupervisedGAN(AdversarialModule):
         self.discriminator.train()
         data_dependent_init(self.discriminator, images.to(self.device))
         self.discriminator.train(was_training)
+        if self.init_generator:
+            was_training = self.generator.training
+            self.generator.train()
+            noise = self.generator.sample_noise(self.init_noise_size, device=self.device)
+            data_dependent_init(self.generator, noise)
+            self.generator.train(was_training)
         self.ema_discriminator.restart(self.discriminator)
         self.initialized.fill_(True)
 
@@ -187,8 +206,9 @@ class SemiSupervisedGAN(AdversarialModule):
             )
         self.initialize(datamodule.init_batch())
         if self.trainer.world_size > 1:  # every rank must start from rank 0's initialisation
-            state = self.trainer.strategy.broadcast({k: v.cpu() for k, v in self.discriminator.state_dict().items()})
-            self.discriminator.load_state_dict(state)
+            for net in (self.discriminator, self.generator):
+                state = self.trainer.strategy.broadcast({k: v.cpu() for k, v in net.state_dict().items()})
+                net.load_state_dict(state)
             self.ema_discriminator.restart(self.discriminator)
 
     # ----- training -------------------------------------------------------------------------------

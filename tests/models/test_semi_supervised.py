@@ -270,3 +270,52 @@ def test_learns_with_every_technique_on(tmp_path, tiny_datamodule):
     tiny_datamodule.setup("test")
     x, y = tiny_datamodule._test
     assert error_rate(model, x, y) < 0.2  # chance is 2/3; measured 0.0 (0.02 after 60 iterations)
+
+
+def test_lr_scheduler_is_stepped_once_per_epoch_for_both_players_and_resumes(tmp_path, tiny_datamodule):
+    """LinearDecayLR(total 3, decay 2): factors 1, 1, 0.5, 0 at epochs 0-3, i.e. min((3 - epoch) / 2, 1), >= 0."""
+    from functools import partial
+
+    from lightning_gan.optim import LinearDecayLR
+
+    seen = []
+
+    class LearningRates(Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            seen.append([opt.param_groups[0]["lr"] for opt in pl_module.optimizers()])
+
+    seed_everything(0)
+    schedule = partial(LinearDecayLR, total_epochs=3, decay_epochs=2)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    model = make_model(lr_scheduler=schedule)  # paper_adam: lr 0.003
+    trainer = make_trainer(
+        tmp_path, max_steps=-1, max_epochs=3, limit_train_batches=2, limit_val_batches=0, enable_checkpointing=True,
+        callbacks=[LearningRates(), ckpt],
+    )  # fmt: skip
+    trainer.fit(model, datamodule=tiny_datamodule)
+    assert seen == [[0.003, 0.003], [0.003, 0.003], [0.0015, 0.0015]]
+    resumed = make_model(lr_scheduler=schedule)
+    trainer = make_trainer(
+        tmp_path, max_steps=-1, max_epochs=4, limit_train_batches=2, limit_val_batches=0, callbacks=[LearningRates()]
+    )
+    trainer.fit(resumed, datamodule=tiny_datamodule, ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    assert seen[-1] == [0.0, 0.0]  # epoch 3 after the restart: the schedulers' state came back from the checkpoint
+
+
+def test_init_generator_runs_the_data_dependent_init_on_the_generator(tiny_datamodule):
+    from lightning_gan.layers import is_weight_normed
+
+    seed_everything(0)
+    model = make_model(init_generator=True, init_noise_size=200)
+    tiny_datamodule.setup("fit")
+    (out,) = [m for m in model.generator.modules() if is_weight_normed(m)]  # MNISTGenerator: the output layer
+    pre: list[torch.Tensor] = []
+    handle = out.register_forward_hook(lambda m, i, o: pre.append(o))
+    model.initialize(tiny_datamodule.init_batch())
+    model.generator.train()
+    with torch.no_grad():
+        model.generator(model.generator.sample_noise(200))
+    handle.remove()
+    std, mean = pre[-1].std(0), pre[-1].mean(0)  # fresh noise: near, not exactly, 1 and 0 per unit
+    assert 0.7 < float(std.median()) < 1.3 and float(mean.abs().median()) < 0.3
+    assert not make_model().init_generator  # the MNIST reference does not initialise G
