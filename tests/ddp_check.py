@@ -16,7 +16,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for lightning_gan
 
-from lightning_gan.callbacks import GlobalRNGState, ImageQualityMetrics  # noqa: E402
+from lightning_gan.callbacks import GlobalRNGState, HistoricalAveraging, ImageQualityMetrics  # noqa: E402
 from lightning_gan.datamodules import ImageDataModule, SemiSupervisedMNIST  # noqa: E402
 from lightning_gan.models import GAN, SemiSupervisedGAN  # noqa: E402
 from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator, VanillaDiscriminator, VanillaGenerator  # noqa: E402
@@ -25,6 +25,15 @@ from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator, VanillaDi
 def image_key(image: torch.Tensor) -> str:
     """An image's identity: its first pixels (random bytes in the generated files)."""
     return ",".join(f"{v:.4f}" for v in image.flatten()[300:306].tolist())
+
+
+def flatten(tree: object, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors and numbers of a nested state dict, by path."""
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in flatten(sub, f"{prefix}{key}/").items()}
+    if isinstance(tree, (list, tuple)):
+        return {k: v for i, sub in enumerate(tree) for k, v in flatten(sub, f"{prefix}{i}/").items()}
+    return {prefix.rstrip("/"): torch.as_tensor(tree)} if isinstance(tree, (torch.Tensor, int, float)) else {}
 
 
 class Record(Callback):
@@ -55,7 +64,12 @@ class Record(Callback):
             "find_unused_parameters": trainer.strategy._ddp_kwargs.get("find_unused_parameters"),
         }
         (self.out / f"rank{rank}.json").write_text(json.dumps(record))
-        torch.save({k: v.detach().cpu() for k, v in pl_module.state_dict().items()}, self.out / f"rank{rank}.pt")
+        state = {k: v.detach().cpu() for k, v in pl_module.state_dict().items()}
+        for callback in trainer.callbacks:
+            if isinstance(callback, HistoricalAveraging):  # its running sums, flattened to name -> tensor
+                for name, value in flatten(callback.state_dict()).items():
+                    state[f"historical_averaging/{name}"] = value
+        torch.save(state, self.out / f"rank{rank}.pt")
 
 
 def main() -> None:
@@ -68,6 +82,7 @@ def main() -> None:
         model = SemiSupervisedGAN(
             MNISTGenerator(noise_dim=8, hidden_dim=32), MNISTDiscriminator(hidden_dims=(32, 16)), ema_decay=0.9
         )
+        callbacks.append(HistoricalAveraging(weight=0.01, modules="both"))
     else:
         dm = ImageDataModule("mnist", data_dir=data_dir, batch_size=20, val_size=40)
         model = GAN(VanillaGenerator(noise_dim=8, hidden_dims=(32,)), VanillaDiscriminator(hidden_dims=(32,)))

@@ -80,6 +80,7 @@ def test_parameters_buffers_and_averages_are_identical_across_ranks(run, request
     _assert_identical_states(states)  # weights, EMA copies, batch-norm statistics, the init flag
     if run == "ssl_run":
         assert any(k.startswith("ema_discriminator.") for k in states[0])
+        assert sum(k.startswith("historical_averaging/") for k in states[0]) > 10  # sums and counts, both players
 
 
 @pytest.mark.parametrize("run", ["ssl_run", "gan_run"])
