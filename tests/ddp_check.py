@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for lightning_gan
 
@@ -43,7 +45,8 @@ class Record(Callback):
         self.out, self.seen, self.noise = out, {}, None
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.noise = pl_module.generator.sample_noise(3).tolist()
+        with torch.random.fork_rng():  # a draw that leaves training's random stream alone
+            self.noise = pl_module.generator.sample_noise(3).tolist()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         parts = batch if isinstance(batch, dict) else {"images": batch}
@@ -54,6 +57,7 @@ class Record(Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         rank = trainer.global_rank
+        self.out.mkdir(parents=True, exist_ok=True)
         dm = trainer.datamodule
         record = {
             "world_size": trainer.world_size,
@@ -72,10 +76,8 @@ class Record(Callback):
         torch.save(state, self.out / f"rank{rank}.pt")
 
 
-def main() -> None:
-    kind, data_dir, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    torch.set_num_threads(1)
-    seed_everything(3, verbose=False)
+def build(kind: str, data_dir: str, out: Path) -> tuple[Any, Any, list[Callback]]:
+    """Data module, model and callbacks of a run (built alike for the uninterrupted and the resumed run)."""
     callbacks: list[Callback] = [Record(out), GlobalRNGState()]
     if kind == "ssl":
         dm = SemiSupervisedMNIST(data_dir=data_dir, num_labelled=20, val_size=40, batch_size=20)
@@ -88,20 +90,41 @@ def main() -> None:
         model = GAN(VanillaGenerator(noise_dim=8, hidden_dims=(32,)), VanillaDiscriminator(hidden_dims=(32,)))
         metrics = ImageQualityMetrics(num_samples=60, num_real=100, batch_size=30, cache_dir=None, progress=False)
         callbacks.append(metrics)
-    trainer = Trainer(
+    return dm, model, callbacks
+
+
+def trainer(max_epochs: int, callbacks: list[Callback], checkpoint_dir: Path | None = None) -> Trainer:
+    if checkpoint_dir is not None:
+        callbacks = [*callbacks, ModelCheckpoint(dirpath=checkpoint_dir, save_last=True)]
+    return Trainer(
         accelerator="cpu",
         devices=2,
         strategy="ddp",  # plain ddp: the models switch find_unused_parameters on themselves
-        max_epochs=2,
+        max_epochs=max_epochs,
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=checkpoint_dir is not None,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         callbacks=callbacks,
         log_every_n_steps=1,
     )
-    trainer.fit(model, datamodule=dm)
+
+
+def main() -> None:
+    """``ssl`` / ``gan``: 2 epochs. ``ssl_resume``: 1 epoch with a checkpoint, then a new run resumed to 2 epochs."""
+    kind, data_dir, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    torch.set_num_threads(1)
+    seed_everything(3, verbose=False)
+    if kind == "ssl_resume":
+        dm, model, callbacks = build("ssl", data_dir, out / "interrupted")
+        trainer(1, callbacks, checkpoint_dir=out / "ckpt").fit(model, datamodule=dm)
+        seed_everything(3, verbose=False)  # a new process would start from here
+        dm, model, callbacks = build("ssl", data_dir, out)
+        trainer(2, callbacks).fit(model, datamodule=dm, ckpt_path=out / "ckpt" / "last.ckpt")
+        return
+    dm, model, callbacks = build(kind, data_dir, out)
+    trainer(2, callbacks).fit(model, datamodule=dm)
 
 
 if __name__ == "__main__":

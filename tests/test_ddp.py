@@ -62,6 +62,11 @@ def gan_run(data_dir, tmp_path_factory):
     return _run("gan", data_dir, tmp_path_factory.mktemp("gan") / "out")
 
 
+@pytest.fixture(scope="module")
+def resumed_run(data_dir, tmp_path_factory):
+    return _run("ssl_resume", data_dir, tmp_path_factory.mktemp("ssl_resume") / "out")
+
+
 def _assert_identical_states(states: list[dict]) -> None:
     assert states[0].keys() == states[1].keys()
     differ = [k for k in states[0] if not torch.equal(states[0][k], states[1][k])]
@@ -172,3 +177,13 @@ def test_the_shipped_ddp_config_runs_from_the_command_line(data_dir, tmp_path):
     assert len(rng_state["per_rank"]) == 2  # each rank's RNG state, for an exact resume under DDP
     assert not torch.equal(rng_state["per_rank"][0]["torch"], rng_state["per_rank"][1]["torch"])
     assert "test/error_ema" in (run_dir / "metrics.csv").read_text()
+
+
+def test_a_resumed_ddp_run_continues_exactly_as_the_uninterrupted_one(ssl_run, resumed_run):
+    """Stopped after epoch 1 and resumed from last.ckpt: every rank gets its own RNG state and data order back."""
+    (straight, straight_states), (resumed, resumed_states) = ssl_run, resumed_run
+    for rank in (0, 1):
+        assert resumed[rank]["seen"]["unlabelled/epoch1"] == straight[rank]["seen"]["unlabelled/epoch1"]
+        assert resumed[rank]["seen"]["labelled/epoch1"] == straight[rank]["seen"]["labelled/epoch1"]
+        _assert_identical_states([straight_states[rank], resumed_states[rank]])  # weights, EMA, HA sums
+    assert resumed[0]["metrics"]["train/d_loss_epoch"] == straight[0]["metrics"]["train/d_loss_epoch"]
