@@ -299,8 +299,8 @@ class SemiSupervisedDataModule(LightningDataModule):
         if stage in ("fit", "validate", None) and self._train is None:
             self._train = self.load_images(train=True)
             self.split = self._make_split(self._train[1])
-            if stage == "fit":
-                self._save_to_run_dir()
+        if stage == "fit":  # every fit's run directory gets the split, also when validate() read the data first
+            self._save_to_run_dir()
         if stage in ("test", "predict", None) and self._test is None:
             self._test = self.load_images(train=False)
 

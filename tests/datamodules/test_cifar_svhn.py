@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,3 +139,17 @@ def test_fashion_mnist_is_the_same_mechanism(tmp_path):
     dm.setup("fit")
     assert dm.value_range == (0.0, 1.0) and dm._train[0].shape == (100, 1, 28, 28)
     assert np.bincount(dm._train[1][dm.labelled_indices].numpy(), minlength=10).tolist() == [2] * 10
+
+
+def test_fit_after_validate_still_writes_the_split_into_the_run_directory(tmp_path):
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lightning_gan.datamodules import InMemorySemiSupervised
+
+    dm = InMemorySemiSupervised(torch.rand(60, 1, 4, 4), torch.arange(60) % 3, num_labelled=6, val_size=9)
+    dm.setup("validate")  # e.g. trainer.validate(model, datamodule=dm) before fitting
+    trainer = Trainer(logger=CSVLogger(tmp_path), enable_progress_bar=False)
+    dm.trainer = trainer
+    dm.setup("fit")
+    assert (Path(trainer.log_dir) / "label_split.json").is_file()
