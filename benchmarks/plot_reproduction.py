@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 PAPER = {20: "1677 +- 452", 50: "221 +- 136", 100: "93 +- 6.5", 200: "90 +- 4.2"}
 
@@ -31,6 +32,20 @@ def read(results: Path, stem: str) -> dict[int, list[dict]]:
             f"no {stem}_seed*.jsonl files in {results}; run benchmarks/mnist_ssl_reproduction.py first"
         )
     return runs
+
+
+def save_log_plot(fig: Any, ax: Any, xlabel: str, ylabel: str, path: Path) -> None:
+    """Log-scale error axes, legend and grid, written to ``path``."""
+    import matplotlib.pyplot as plt
+
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def collapse_epoch(rows: list[dict]) -> int | None:
@@ -75,14 +90,13 @@ def labels_table(results: Path, prefix: str, labels: list[int]) -> dict[int, dic
             ax.plot(
                 [r["epoch"] for r in rows], [r["test_errors_ema"] / 100 for r in rows], label=f"{n} labels, seed {seed}"
             )
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("MNIST test error of the EMA discriminator (%)")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(results / f"{prefix}_labels_error_vs_epoch.png", dpi=110)
-    plt.close(fig)
+    save_log_plot(
+        fig,
+        ax,
+        "epoch",
+        "MNIST test error of the EMA discriminator (%)",
+        results / f"{prefix}_labels_error_vs_epoch.png",
+    )
     text = "\n".join(lines)
     (results / f"{prefix}_labels_summary.md").write_text(text + "\n")
     print(text)
@@ -112,14 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
             ax.plot(xs, [r["test_errors_ema"] / 100 for r in rows], label=f"seed {seed} EMA")
             ax.plot(xs, [r["test_errors_raw"] / 100 for r in rows], ls=":", alpha=0.6, label=f"seed {seed} raw")
         ax.axhline(0.93, color="k", ls="--", lw=1, label="paper 0.93 %")
-        ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("MNIST test error (%)")
-        ax.legend(fontsize=7, ncol=2)
-        ax.grid(alpha=0.3, which="both")
-        fig.tight_layout()
-        fig.savefig(results / f"{args.stem}_error_vs_{suffix}.png", dpi=110)
-        plt.close(fig)
+        save_log_plot(fig, ax, xlabel, "MNIST test error (%)", results / f"{args.stem}_error_vs_{suffix}.png")
     final = {seed: rows[-1]["test_errors_ema"] for seed, rows in runs.items()}
     best = {seed: min(r["test_errors_ema"] for r in rows) for seed, rows in runs.items()}
     values = list(final.values())
