@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -14,12 +15,25 @@ def load(name: str):
     return module
 
 
-def test_ssl_throughput_smoke_prints_rss_and_images_per_second_last(capsys):
-    result = load("ssl_throughput").main(["--iters", "3", "--warmup", "1", "--synthetic"])
+def test_ssl_throughput_smoke_prints_rss_and_images_per_second_last(capsys, tmp_path, one_thread):
+    out = tmp_path / "throughput.json"
+    argv = ["--iters", "3", "--warmup", "1", "--synthetic", "--json", str(out), "--peak-repeats", "3"]
+    result = load("ssl_throughput").main(argv)
     lines = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(r"peak_rss_mb=\d+\.\d+", lines[-2])
     assert re.fullmatch(r"images_per_s=\d+\.\d+", lines[-1])
     assert result["images_per_s"] > 0 and result["peak_rss_mb"] > 100
+    assert any(re.match(r"speedup=\d+\.\d+ \(fast vs straightforward\)", line) for line in lines)
+    (run,) = json.loads(out.read_text())["runs"]
+    assert set(run["variants"]) == {"fast", "straightforward", "straightforward_foreach_adam"}
+    flops = {v["flops_per_iteration"] for v in run["variants"].values()}
+    # the paper networks' products: D step 3 x 100 images forward + backward, G step 2 x 100 through D, G 3 x 100
+    assert flops == {3_759_300_000}
+    fast = run["variants"]["fast"]
+    assert fast["timed_iterations"] == 3 and 0 < fast["fraction_of_peak"] < 1.5
+    assert run["summary"]["peak_gflops_per_s"] > 0 and run["settings"]["threads"] == 1
+    load("ssl_throughput").main([*argv, "--iters", "1"])  # a second run is appended
+    assert len(json.loads(out.read_text())["runs"]) == 2
 
 
 def test_reproduction_plot_summarises_jsonl(tmp_path):
@@ -34,8 +48,6 @@ def test_reproduction_plot_summarises_jsonl(tmp_path):
         for s in (1, 2)
         for e in range(3)
     ]
-    import json
-
     for s in (1, 2):
         (tmp_path / f"mnist_ssl_100_n100_seed{s}.jsonl").write_text(
             "\n".join(json.dumps(r) for r in rows if r["seed"] == s) + "\n"
@@ -45,3 +57,4 @@ def test_reproduction_plot_summarises_jsonl(tmp_path):
     assert (tmp_path / "mnist_ssl_100_n100_error_vs_time.png").is_file()
     assert summary["final_ema_errors"] == {1: 599, 2: 598}
     assert summary["mean"] == 598.5
+

@@ -146,6 +146,16 @@ def test_gaussian_noise_on_in_training_off_in_eval():
     assert torch.equal(noise.eval()(x), x)
 
 
+def test_gaussian_noise_is_x_plus_sigma_times_randn_bit_for_bit_and_passes_gradients():
+    x = torch.rand(7, 33, requires_grad=True)
+    torch.manual_seed(3)
+    out = GaussianNoise(0.3)(x)
+    torch.manual_seed(3)
+    assert torch.equal(out, x + 0.3 * torch.randn_like(x))
+    out.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+
+
 def test_minibatch_features_of_three_samples_by_hand():
     mbd = MinibatchDiscrimination(2, num_kernels=2, kernel_dim=2)
     with torch.no_grad():

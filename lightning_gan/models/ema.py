@@ -1,8 +1,12 @@
 """Exponential moving average of a network's parameters (Polyak averaging), for evaluation.
 
-Built on ``torch.optim.swa_utils.AveragedModel`` with a ``multi_avg_fn`` doing one ``torch._foreach_lerp_`` per
-update. Lightning's ``EMAWeightAveraging`` averages the whole LightningModule; the paper averages the
-discriminator only, so this wraps one submodule.
+A ``torch.optim.swa_utils.AveragedModel`` (so ``module``, the ``n_averaged`` buffer and the checkpoint layout are
+the usual ones) whose update is one ``torch._foreach_lerp_`` over all parameters, with no host-device
+synchronisation: the count of averaged samples is mirrored in a Python int, so the bias-corrected decay is computed
+on the host, and ``n_averaged`` (checkpointed) is advanced with a device-side ``add_``. ``AveragedModel``'s own
+update reads ``n_averaged`` three times per call (``bool(n == 0)``, ``n > 0``, and the average function's ``int(n)``),
+each a blocking copy from an accelerator. Lightning's ``EMAWeightAveraging`` averages the whole LightningModule; the
+paper averages the discriminator only, so this wraps one submodule.
 
 The average is bias-corrected like Adam's moments: after n updates every past weight p_i has weight
 proportional to decay^(n-i), normalised to sum to one. openai/improved-gan starts its average from zeros
@@ -12,6 +16,8 @@ is meaningful from the first epoch and tends to the plain decay-0.9999 average.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -50,32 +56,72 @@ class EMA(AveragedModel):
         >>> with torch.no_grad():
         ...     _ = net.weight.fill_(4.0)
         >>> ema.update(net)             # (0.5 * 1 + 1 * 4) / 1.5
-        >>> round(ema.module.weight.item(), 4)
-        3.0
+        >>> round(ema.module.weight.item(), 4), ema.num_averaged
+        (3.0, 2)
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.9999) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
-
-        def average(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
-            # AveragedModel calls this with the count before the update; the first update copies instead
-            weight = 1.0 - debiased_decay(decay, int(num_averaged) + 1)
-            torch._foreach_lerp_(averaged, current, weight)
-
-        super().__init__(model, multi_avg_fn=average, use_buffers=False)
+        super().__init__(model, use_buffers=False)
         self.decay = decay
         self.requires_grad_(False)
+        self._count: int | None = 0  # host copy of n_averaged; None: read the buffer once (after load_state_dict)
+
+    @property
+    def num_averaged(self) -> int:
+        """Samples in the average (``n_averaged`` as a Python int; reads the buffer only after a state-dict load)."""
+        if self._count is None:
+            self._count = int(self.n_averaged)
+        return self._count
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._count = None  # n_averaged came from the checkpoint
 
     @torch.no_grad()
     def restart(self, model: nn.Module) -> None:
         """Make the average equal to ``model``'s current weights (counted as one sample)."""
         self.n_averaged.zero_()
+        self._count = 0
         self.update(model)
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """One averaging step towards ``model``; buffers (e.g. BN statistics) follow ``model``."""
-        self.update_parameters(model)
-        for mine, theirs in zip(self.module.buffers(), model.buffers(), strict=True):
-            mine.copy_(theirs)
+    def update(self, model: nn.Module, foreach: bool = True) -> None:
+        """One averaging step towards ``model``; buffers (e.g. BN statistics) follow ``model``.
+
+        Args:
+            model: the live network, with the same parameters and buffers as ``module``.
+            foreach: one ``torch._foreach_lerp_`` (``_foreach_copy_`` for the first sample) over all parameters,
+                with the count kept on the host. ``False``: the plain transcription, a Python loop of ``lerp_`` per
+                parameter with the count read from the ``n_averaged`` tensor (a host-device synchronisation on an
+                accelerator). Both give the same numbers.
+        """
+        averaged = [p.detach() for p in self.module.parameters()]
+        current = [p.detach() for p in model.parameters()]
+        if len(averaged) != len(current):
+            raise ValueError(f"EMA.update: the model has {len(current)} parameters, the average {len(averaged)}")
+        if foreach:
+            n = self.num_averaged
+            if n == 0:
+                torch._foreach_copy_(averaged, current)
+            else:
+                torch._foreach_lerp_(averaged, current, 1.0 - debiased_decay(self.decay, n + 1))
+            mine, theirs = list(self.module.buffers()), list(model.buffers())
+            if mine:
+                torch._foreach_copy_(mine, [b.detach() for b in theirs])
+        else:
+            n = int(self.n_averaged)
+            for p_avg, p in zip(averaged, current, strict=True):
+                if n == 0:
+                    p_avg.copy_(p)
+                else:
+                    p_avg.lerp_(p, 1.0 - debiased_decay(self.decay, n + 1))
+            for mine, theirs in zip(self.module.buffers(), model.buffers(), strict=True):
+                mine.copy_(theirs)
+        self.n_averaged.add_(1)
+        self._count = n + 1
+
+    def update_parameters(self, model: nn.Module) -> None:
+        """``AveragedModel``'s update entry point: :meth:`update`."""
+        self.update(model)

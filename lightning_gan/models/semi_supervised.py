@@ -14,12 +14,14 @@ means 1000 iterations by default; ``max_epochs`` (one pass over the unlabelled p
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torchmetrics import MeanMetric
 
 from lightning_gan.layers import data_dependent_init
@@ -47,6 +49,7 @@ TRAIN_STATS = (
     "train/g_loss",
 )
 GENERATOR_LOSSES = ("feature_matching", "non_saturating")
+STEP_IMPLS = ("fast", "straightforward")
 
 
 def paper_adam(params: Any) -> torch.optim.Optimizer:
@@ -95,6 +98,16 @@ class SemiSupervisedGAN(AdversarialModule):
         init_generator: also run the data-dependent initialisation on the generator's weight-normalised layers, on
             one batch of ``init_noise_size`` noise vectors (the CIFAR-10/SVHN reference does; its MNIST code does not).
         init_noise_size: noise vectors for the generator's initialisation (reference: the batch size, 100).
+        step_impl: how a training iteration is executed; the maths is the same either way.
+            ``"fast"`` (default): one D forward over the concatenated labelled, unlabelled and fake batch (for a
+            batch-independent D), logits and features of one input from one forward, the weight-normalised
+            weights of D computed once for both D forwards of a G step (``torch.nn.utils.parametrize.cached``),
+            statistics summed on the device and logged once per logging window, and an EMA update without
+            host-device synchronisation. ``"straightforward"``: the plain transcription, kept as the baseline of
+            ``benchmarks/ssl_throughput.py``: labelled, unlabelled and fake images in three D forwards, logits and
+            features in two, every statistic passed to ``self.log`` as a Python number every step, and the EMA
+            as a loop over parameters. Without noise in D the two give the same losses up to float rounding;
+            with noise they draw it in a different order (the same distribution, other numbers).
 
     Example:
         >>> from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
@@ -122,6 +135,7 @@ class SemiSupervisedGAN(AdversarialModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         init_generator: bool = False,
         init_noise_size: int = 100,
+        step_impl: str = "fast",
     ) -> None:
         super().__init__(
             optimizer_d or paper_adam, optimizer_g or paper_adam, augment=augment, lr_scheduler=lr_scheduler
@@ -144,6 +158,8 @@ class SemiSupervisedGAN(AdversarialModule):
                 "feature_matching_weight adds feature matching to the non-saturating loss: set "
                 "generator_loss='non_saturating', or leave feature_matching_weight at 0 for pure feature matching"
             )
+        if step_impl not in STEP_IMPLS:
+            raise ValueError(f"step_impl must be one of {STEP_IMPLS}, got {step_impl!r}")
         if generator_steps < 1:
             raise ValueError(f"generator_steps must be >= 1, got {generator_steps}")
         if not 0.0 < real_target <= 1.0:
@@ -168,6 +184,7 @@ class SemiSupervisedGAN(AdversarialModule):
         self.real_target = real_target
         self.init_generator = init_generator
         self.init_noise_size = init_noise_size
+        self.step_impl = step_impl
         self.register_buffer("initialized", torch.tensor(False))  # checkpointed: never re-initialise on resume
         self.errors = nn.ModuleDict({f"{s}_{k}": MeanMetric() for s in ("val", "test") for k in ("raw", "ema")})
 
@@ -217,9 +234,9 @@ class SemiSupervisedGAN(AdversarialModule):
 
         A batch-independent D (every layer row-wise, as the paper's MNIST D) gives the same logits either way,
         and one forward is faster. Minibatch discrimination makes each output depend on the whole batch, so
-        then each batch goes through D alone, as openai/improved-gan does.
+        then each batch goes through D alone, as openai/improved-gan does; so does ``step_impl="straightforward"``.
         """
-        if getattr(self.discriminator, "batch_dependent", False):
+        if self.step_impl == "straightforward" or getattr(self.discriminator, "batch_dependent", False):
             return tuple(self.discriminator(self.augment_d_input(x)) for x in batches)
         logits = self.discriminator(self.augment_d_input(torch.cat(batches)))  # [sum B_i, K]
         return logits.split([len(x) for x in batches])
@@ -231,7 +248,7 @@ class SemiSupervisedGAN(AdversarialModule):
             if not with_logits:
                 return None, self.discriminator.features(x)  # [B, F]
             forward_with_features = getattr(self.discriminator, "forward_with_features", None)
-            if callable(forward_with_features):
+            if callable(forward_with_features) and self.step_impl == "fast":
                 return forward_with_features(x)
             return self.discriminator(x), self.discriminator.features(x)
         captured: list[Tensor] = []
@@ -245,6 +262,17 @@ class SemiSupervisedGAN(AdversarialModule):
             raise RuntimeError(f"feature_layer {self.feature_layer!r} ran {len(captured)} times in one forward")
         return (logits if with_logits else None), captured[0].flatten(1)  # [B, F]
 
+    def _shared_d_weights(self) -> contextlib.AbstractContextManager:
+        """Context in which D's weight-normalised weights are computed once and reused by every forward.
+
+        Exact (the same tensors either way) while no D parameter requires a gradient, as in the G step, where
+        ``toggled_optimizer`` freezes D: no gradient has to reach D through the cached weights. A no-op for
+        ``step_impl="straightforward"`` or when a D parameter requires a gradient.
+        """
+        if self.step_impl == "straightforward" or any(p.requires_grad for p in self.discriminator.parameters()):
+            return contextlib.nullcontext()
+        return parametrize.cached()
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x_lab, y_lab = batch["labelled"]  # [B_l, C, H, W], [B_l]
         x_unl = batch["unlabelled"]  # [B, C, H, W]
@@ -254,6 +282,7 @@ class SemiSupervisedGAN(AdversarialModule):
             x_unl_g = x_unl
         opt_d, opt_g = self.optimizers()
         n_unl = len(x_unl)
+        fast = self.step_impl == "fast"
 
         # --- D step: L_label + w/2 (L_unlabelled + L_fake) ---
         with self.toggled_optimizer(opt_d):
@@ -264,7 +293,7 @@ class SemiSupervisedGAN(AdversarialModule):
                 logits_lab, y_lab, logits_unl, logits_fake, self.unsupervised_weight, real_target=self.real_target
             )
             self.optimizer_step_on(opt_d, d_loss.total)
-        self.ema_discriminator.update(self.discriminator)
+        self.ema_discriminator.update(self.discriminator, foreach=fast)
         self.d_steps += 1
 
         # --- G steps: feature matching against a second unlabelled batch, or the non-saturating loss ---
@@ -272,9 +301,10 @@ class SemiSupervisedGAN(AdversarialModule):
         for _ in range(self.generator_steps):
             with self.toggled_optimizer(opt_g):
                 x_fake = self.generator(self.generator.sample_noise(n_unl, device=self.device))
-                with torch.no_grad():
-                    _, real_features = self._d_features(x_unl_g)  # [B, F]
-                logits_g, fake_features = self._d_features(x_fake, with_logits=non_saturating)  # [B, K], [B, F]
+                with self._shared_d_weights():  # D is frozen here: one weight normalisation for both forwards
+                    with torch.no_grad():
+                        _, real_features = self._d_features(x_unl_g)  # [B, F]
+                    logits_g, fake_features = self._d_features(x_fake, with_logits=non_saturating)  # [B, K], [B, F]
                 g_loss_fm = feature_matching_loss(real_features, fake_features, p=self.feature_matching_p)
                 if non_saturating:
                     g_loss_ns = ssl_generator_loss(logits_g)
@@ -286,24 +316,28 @@ class SemiSupervisedGAN(AdversarialModule):
         with torch.no_grad():
             if not non_saturating:
                 g_loss_ns = ssl_generator_loss(logits_fake)  # logged for comparison: D-step fakes, same generator
-            stats = torch.stack(
-                [
-                    d_loss.total,
-                    d_loss.label,
-                    d_loss.unlabelled,
-                    d_loss.fake,
-                    g_loss_fm,
-                    (logits_lab.argmax(1) == y_lab).float().mean(),
-                    (ssl_real_probability(logits_unl) > 0.5).float().mean(),  # D calls the reals real
-                    (ssl_real_probability(logits_fake) < 0.5).float().mean(),  # D calls the fakes fake
-                    g_loss_ns,
-                    g_loss,
-                ]
-            )
-        self.accumulate_stats(TRAIN_STATS, stats)
+            stats = [
+                d_loss.total,
+                d_loss.label,
+                d_loss.unlabelled,
+                d_loss.fake,
+                g_loss_fm,
+                (logits_lab.argmax(1) == y_lab).float().mean(),
+                (ssl_real_probability(logits_unl) > 0.5).float().mean(),  # D calls the reals real
+                (ssl_real_probability(logits_fake) < 0.5).float().mean(),  # D calls the fakes fake
+                g_loss_ns,
+                g_loss,
+            ]
+            stacked = torch.stack(stats) if fast else None  # [len(TRAIN_STATS)]
+        sync = self.trainer.world_size > 1
+        if not fast:  # every statistic, every step, as a Python number (one host-device copy each)
+            for name, value in zip(TRAIN_STATS, stats, strict=True):
+                self.log(name, value.item(), on_step=True, on_epoch=True, batch_size=n_unl, sync_dist=sync)
+            self.log("g_fm", g_loss_fm.item(), prog_bar=True, logger=False, batch_size=n_unl, sync_dist=sync)
+            return
+        self.accumulate_stats(TRAIN_STATS, stacked)
         logged = self.flush_stats(batch_idx)
         if logged:
-            sync = self.trainer.world_size > 1
             self.log("g_fm", logged["train/g_loss_fm"], prog_bar=True, logger=False, sync_dist=sync)
 
     # ----- evaluation -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning_gan.datamodules import SemiSupervisedMNIST
 from lightning_gan.losses import ssl_discriminator_loss
 from lightning_gan.models import SemiSupervisedGAN
+from lightning_gan.models.semi_supervised import TRAIN_STATS
 from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
 from tests.conftest import mnist_dir, requires_mnist
 
@@ -319,3 +320,117 @@ def test_init_generator_runs_the_data_dependent_init_on_the_generator(tiny_datam
     std, mean = pre[-1].std(0), pre[-1].mean(0)  # fresh noise: near, not exactly, 1 and 0 per unit
     assert 0.7 < float(std.median()) < 1.3 and float(mean.abs().median()) < 0.3
     assert not make_model().init_generator  # the MNIST reference does not initialise G
+
+
+def _train_recording_losses(tmp_path, datamodule, step_impl: str, iterations: int, **kwargs):
+    """Train a noise-free D (no random draws in D) and record every back-propagated loss."""
+    seed_everything(0)
+    model = SemiSupervisedGAN(
+        MNISTGenerator(noise_dim=20),
+        MNISTDiscriminator(num_classes=3, input_noise=0.0, hidden_noise=0.0),
+        step_impl=step_impl,
+        **kwargs,
+    )
+    losses: list[float] = []
+    step_on = model.optimizer_step_on
+    model.optimizer_step_on = lambda opt, loss: (losses.append(loss.item()), step_on(opt, loss))[1]
+    trainer = make_trainer(tmp_path, max_steps=2 * iterations, limit_val_batches=0)
+    trainer.fit(model, datamodule=datamodule)
+    return model, losses, trainer.callback_metrics
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"generator_loss": "non_saturating", "feature_matching_weight": 0.5}], ids=["fm", "ns+fm"]
+)
+def test_fast_and_straightforward_steps_give_the_same_losses(tmp_path, tiny_datamodule, kwargs):
+    fast, fast_losses, fast_metrics = _train_recording_losses(tmp_path, tiny_datamodule, "fast", 5, **kwargs)
+    plain, plain_losses, plain_metrics = _train_recording_losses(
+        tmp_path, tiny_datamodule, "straightforward", 5, **kwargs
+    )
+    assert len(fast_losses) == len(plain_losses) == 10  # D and G loss of 5 iterations
+    assert fast_losses == pytest.approx(plain_losses, rel=1e-5, abs=1e-6)
+    for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
+    for name in ("train/d_loss_epoch", "train/g_loss_fm_epoch", "train/d_real_acc_epoch", "train/g_loss_epoch"):
+        torch.testing.assert_close(fast_metrics[name], plain_metrics[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+class ForwardsAndLogs(Callback):
+    """Per training batch: the batch sizes of D's forward calls and the (name, type) of every ``self.log`` value."""
+
+    def __init__(self) -> None:
+        self.forwards: dict[int, list[int]] = {}
+        self.logged: dict[int, list[tuple[str, type]]] = {}
+        self.batch = -1  # before the first batch: the data-dependent initialisation in on_fit_start
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        pl_module.discriminator.register_forward_hook(self.record_forward)
+        log = pl_module.log
+
+        def recording_log(name, value, *args, **kwargs):
+            self.logged.setdefault(self.batch, []).append((name, type(value)))
+            return log(name, value, *args, **kwargs)
+
+        pl_module.log = recording_log
+
+    def record_forward(self, module, inputs, output) -> None:
+        self.forwards.setdefault(self.batch, []).append(len(inputs[0]))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batch = batch_idx
+        self.sizes = (len(batch["labelled"][0]), len(batch["unlabelled"]))
+
+
+@pytest.mark.parametrize("generator_loss", ["feature_matching", "non_saturating"])
+def test_straightforward_step_runs_separate_forwards_and_logs_every_step(tmp_path, tiny_datamodule, generator_loss):
+    records = {}
+    for step_impl in ("fast", "straightforward"):
+        seed_everything(0)
+        records[step_impl] = ForwardsAndLogs()
+        make_trainer(tmp_path, max_steps=2 * 2, limit_val_batches=0, callbacks=[records[step_impl]]).fit(
+            make_model(generator_loss=generator_loss, step_impl=step_impl), datamodule=tiny_datamodule
+        )
+    fast, plain = records["fast"], records["straightforward"]
+    n_lab, n_unl = fast.sizes
+    d_step = [n_lab, n_unl, n_unl]
+    g_step = [n_unl] if generator_loss == "non_saturating" else []  # logits of the fakes (features: features())
+    assert fast.forwards == {-1: [60], 0: [sum(d_step)], 1: [sum(d_step)]}  # 60: the init batch
+    assert plain.forwards == {-1: [60], 0: d_step + g_step, 1: d_step + g_step}
+    assert 0 not in fast.logged  # the window of 50 iterations is flushed at the end of the fit only
+    for batch in (0, 1):
+        assert [name for name, _ in plain.logged[batch]] == [*TRAIN_STATS, "g_fm"]
+        assert all(kind is float for _, kind in plain.logged[batch])  # .item() every step
+
+
+def test_weight_normalisation_is_shared_by_the_g_steps_two_d_forwards(tmp_path, tiny_datamodule, monkeypatch):
+    calls = {"n": 0}
+    weight_norm = torch._weight_norm
+    monkeypatch.setattr(torch, "_weight_norm", lambda *a: (calls.__setitem__("n", calls["n"] + 1), weight_norm(*a))[1])
+
+    class Count(Callback):
+        def __init__(self) -> None:
+            self.per_iteration: list[int] = []
+
+        def on_train_batch_start(self, *args) -> None:
+            calls["n"] = 0
+
+        def on_train_batch_end(self, *args) -> None:
+            self.per_iteration.append(calls["n"])
+
+    per_impl = {}
+    for step_impl in ("fast", "straightforward"):
+        seed_everything(0)
+        count = Count()
+        make_trainer(tmp_path, max_steps=2 * 2, limit_val_batches=0, callbacks=[count]).fit(
+            make_model(step_impl=step_impl), datamodule=tiny_datamodule
+        )
+        per_impl[step_impl] = count.per_iteration
+    # 6 weight-normed D layers (5 before the features), 1 in G. D step: G + D; G step: G + D's 5 hidden layers once
+    assert per_impl["fast"] == [1 + 6 + 1 + 5] * 2
+    # D step: G + 3 D forwards; G step: G + 2 feature forwards
+    assert per_impl["straightforward"] == [1 + 3 * 6 + 1 + 2 * 5] * 2
+
+
+def test_step_impl_is_checked():
+    with pytest.raises(ValueError, match="step_impl must be one of"):
+        make_model(step_impl="quick")
