@@ -58,3 +58,25 @@ def test_reproduction_plot_summarises_jsonl(tmp_path):
     assert summary["final_ema_errors"] == {1: 599, 2: 598}
     assert summary["mean"] == 598.5
 
+
+def test_plot_reproduction_labels_table_marks_collapsed_runs(tmp_path):
+    def row(seed, epoch, ema, wins):
+        acc = 1.0 if wins else 0.8
+        return {"seed": seed, "epoch": epoch, "wall_s": 60.0 * (epoch + 1), "test_errors_raw": ema + 10,
+                "test_errors_ema": ema, "train/d_real_acc_epoch": acc, "train/d_fake_acc_epoch": acc}  # fmt: skip
+
+    runs = {
+        ("n50", 1): [row(1, 0, 3000, False), row(1, 1, 2900, True), row(1, 2, 3100, True), row(1, 3, 3200, True)],
+        ("n200", 1): [row(1, e, 500 - 100 * e, False) for e in range(4)],
+        ("n200", 2): [row(2, e, 520 - 100 * e, False) for e in range(3)],
+    }
+    for (stem, seed), rows in runs.items():
+        (tmp_path / f"mnist_ssl_100_{stem}_seed{seed}.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n")
+    table = load("plot_reproduction").main(["--results", str(tmp_path), "--labels", "20", "50", "200"])
+    assert sorted(table) == [50, 200]  # no 20-label files: no row
+    assert table[50]["collapse_epoch"] == {1: 2} and table[200]["collapse_epoch"] == {1: None, 2: None}
+    assert table[200]["final"] == {1: 200, 2: 320} and table[200]["epochs"] == [3, 4]
+    text = (tmp_path / "mnist_ssl_100_labels_summary.md").read_text()
+    assert "| 50 | 1 | 4 | 3200 | 3200 +- 0 | 221 +- 136 | seed 1: epoch 2 |" in text
+    assert "| 200 | 1, 2 | 3-4 | 200, 320 | 260 +- 85 | 90 +- 4.2 | none |" in text
+    assert (tmp_path / "mnist_ssl_100_labels_error_vs_epoch.png").is_file()
