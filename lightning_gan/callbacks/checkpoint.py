@@ -9,6 +9,11 @@ copies into the target path, truncating the previous ``last.ckpt`` first: a cras
 during the copy leaves a truncated ``last.ckpt`` and nothing to resume from. Nothing is ``fsync``-ed either.
 :class:`AtomicModelCheckpoint` writes next to the target and ``os.replace``-s it.
 
+**``last.ckpt`` after every epoch.** Since Lightning 2.6 ``save_last=True`` writes ``last.ckpt`` only when a top-k
+checkpoint was written at the same step: with ``monitor`` and ``save_top_k=1`` an epoch that does not improve the
+monitored metric leaves ``last.ckpt`` at the best epoch, and resuming from it silently loses every epoch since.
+:class:`AtomicModelCheckpoint` writes it at the end of every epoch again (the documented meaning: "the latest").
+
 **RNG states.** Lightning's checkpoint holds no random-number-generator state. :class:`GlobalRNGState` adds it.
 """
 
@@ -54,6 +59,9 @@ class AtomicModelCheckpoint(ModelCheckpoint):
     atomic within one filesystem; then the folder is flushed. A crash leaves at most a stale ``.partial`` file, which
     the next save overwrites. Every argument is ``ModelCheckpoint``'s.
 
+    With ``save_last=True`` (or ``"link"``), ``last.ckpt`` holds the latest epoch whether or not the monitored
+    metric improved (Lightning 2.6 updates it only together with a top-k save).
+
     Sharded strategies that save a folder per checkpoint get the folder swapped in after it is complete (the old
     one removed first: not atomic, but never half-written).
 
@@ -64,6 +72,23 @@ class AtomicModelCheckpoint(ModelCheckpoint):
         >>> trainer.checkpoint_callback is checkpoint
         True
     """
+
+    @override
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: Any) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_stale(trainer)
+
+    @override
+    def on_validation_end(self, trainer: Trainer, pl_module: Any) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer) and not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_stale(trainer)
+
+    def _save_last_if_stale(self, trainer: Trainer) -> None:
+        """Write ``last.ckpt`` unless this step's state was just saved (by a top-k save and its ``last`` copy)."""
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     @override
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
