@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import RESULTS, ROOT, use_data_dir, write_synthetic_mnist  # noqa: E402
 
 JSONL = re.compile(r"^(?P<prefix>.+)_n(?P<labels>\d+)_seed(?P<seed>\d+)\.jsonl$")
-PAPER_ERRORS = {20: "1677 +- 452", 50: "221 +- 136", 100: "93 +- 6.5", 200: "90 +- 4.2"}  # see plot_reproduction
 
 
 # ----- running the benchmarks ---------------------------------------------------------------------------------------
@@ -319,7 +318,7 @@ def accuracy_section(results: Path, out: Path, md_dir: Path) -> list[str]:
                     "-".join(map(str, sorted({epochs[0], epochs[-1]}))),
                     ", ".join(str(entry["final"][s]) for s in seeds),
                     f"{entry['mean']:.0f} +- {entry['std']:.0f}",
-                    PAPER_ERRORS.get(n, ""),
+                    plot_reproduction.PAPER.get(n, ""),
                     "; ".join(collapsed) or "none",
                 ]
             )
