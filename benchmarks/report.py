@@ -467,8 +467,9 @@ def diffaugment_section(data: dict[str, Any] | None, out: Path, md_dir: Path) ->
         f"{settings['base_channels']} (the configs: 64; narrower so that six runs fit one CPU core), the same "
         f"{settings['iterations']} generator steps for every run (fewer images: more epochs), FID and IS of "
         f"{settings['num_samples']} samples against as many MNIST test images (domain classifier "
-        f"`{settings['extractor']}`). 'D accepts' is the share of real images the final D calls real, on its "
-        "training images and on held-out ones: the gap is D's overfitting.",
+        f"`{settings['extractor']}`). 'D accepts' is the share of real images the final D calls real (logit > 0, "
+        "batches of real images as in training), on up to 1,024 of its training images and as many held-out ones: "
+        "the gap is D's overfitting.",
         "",
         *table(
             [
