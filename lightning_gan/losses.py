@@ -24,6 +24,7 @@ __all__ = [
     "SSLDiscriminatorLoss",
     "bce_discriminator_loss",
     "feature_matching_loss",
+    "feature_std_matching_loss",
     "gradient_penalty",
     "hinge_discriminator_loss",
     "hinge_generator_loss",
@@ -141,6 +142,33 @@ def feature_matching_loss(real_features: Tensor, fake_features: Tensor, p: int =
     if p not in (1, 2):
         raise ValueError(f"feature_matching_loss: p must be 1 or 2, got {p!r}")
     diff = real_features.flatten(1).mean(0) - fake_features.flatten(1).mean(0)  # [F]
+    return diff.abs().mean() if p == 1 else diff.square().mean()
+
+
+def feature_std_matching_loss(real_features: Tensor, fake_features: Tensor, p: int = 2) -> Tensor:
+    """Second-moment feature matching: mean_j |std[f(x)]_j - std[f(G(z))]_j|^p over the batch.
+
+    Not in Salimans et al. 2016 (their generator matches batch means only, :func:`feature_matching_loss`); the
+    mean-and-spread matching of McGan (Mroueh et al. 2017) reduced to per-feature standard deviations. A generator
+    that maps every z to one image has fake features whose spread is only D's noise, so this term, unlike the mean
+    term, grows with mode collapse and pulls the samples apart (``docs/reproduction.md``). Population standard
+    deviation (divisor B), as the batch-norm statistics, computed as ``sqrt(var + 1e-8)`` so that a feature that is
+    constant over the batch (a ReLU off for every sample) has a finite gradient. Features are flattened after the
+    batch dimension.
+
+    Example:
+        >>> real = torch.tensor([[1.0, 2.0], [3.0, 2.0]])   # batch std [1, 0]
+        >>> fake = torch.tensor([[0.0, 0.0], [0.0, 2.0]])   # batch std [0, 1]
+        >>> round(float(feature_std_matching_loss(real, fake, p=2)), 3)      # (1 + 1) / 2
+        1.0
+        >>> round(float(feature_std_matching_loss(real, real[:1].expand(2, 2), p=1)), 3)  # collapsed: (1 + 0) / 2
+        0.5
+    """
+    if p not in (1, 2):
+        raise ValueError(f"feature_std_matching_loss: p must be 1 or 2, got {p!r}")
+    real_std = real_features.flatten(1).var(0, correction=0).add(1e-8).sqrt()  # [F]
+    fake_std = fake_features.flatten(1).var(0, correction=0).add(1e-8).sqrt()  # [F]
+    diff = real_std - fake_std
     return diff.abs().mean() if p == 1 else diff.square().mean()
 
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from lightning_gan.losses import (
     feature_matching_loss,
+    feature_std_matching_loss,
     ssl_discriminator_loss,
     ssl_generator_loss,
     ssl_real_probability,
@@ -77,6 +78,26 @@ def test_feature_matching_by_hand_and_gradient_goes_to_fake_only():
     torch.testing.assert_close(fake.grad, expected)
     with pytest.raises(ValueError, match="p must be 1 or 2"):
         feature_matching_loss(real, fake, p=3)
+
+
+def test_feature_std_matching_by_hand_gradient_and_collapse():
+    real = torch.tensor([[0.0, 4.0, 1.0], [2.0, 0.0, 1.0]])  # population stds [1, 2, 0]
+    fake = torch.tensor([[3.0, 2.0, 5.0], [3.0, 0.0, 1.0]], requires_grad=True)  # stds [0, 1, 2]
+    eps_std = 1e-4  # sqrt(0 + 1e-8): the floor of a constant feature
+    assert feature_std_matching_loss(real, fake, p=1).item() == pytest.approx((1 - eps_std + 1 + 2 - eps_std) / 3)
+    by_hand = ((1 - eps_std) ** 2 + 1 + (2 - eps_std) ** 2) / 3
+    assert feature_std_matching_loss(real, fake, p=2).item() == pytest.approx(by_hand)
+    feature_std_matching_loss(real, fake, p=2).backward()
+    # d s_f / d fake_ij = (fake_ij - m_j) / (B s_f): feature 1: (+-1) / 2; feature 2: (+-2) / 4; feature 0: 0 / 1e-4
+    # d loss / d s_f = -2 (s_r - s_f) / F: feature 1: -2/3, feature 2: +4/3
+    expected = torch.tensor([[0.0, -1 / 3, 2 / 3], [0.0, 1 / 3, -2 / 3]])
+    torch.testing.assert_close(fake.grad, expected, atol=1e-4, rtol=0)  # the 1e-4 floor of the real feature 2
+    assert torch.isfinite(fake.grad).all()  # a constant fake feature: finite, zero gradient
+    collapsed = real.mean(0, keepdim=True).expand(2, 3)  # every sample at the real mean: the mean term is blind
+    assert feature_matching_loss(real, collapsed).item() == 0.0
+    assert feature_std_matching_loss(real, collapsed).item() == pytest.approx((1 + 4 + 0) / 3, rel=1e-3)
+    with pytest.raises(ValueError, match="p must be 1 or 2"):
+        feature_std_matching_loss(real, fake, p=3)
 
 
 def test_one_sided_label_smoothing_by_hand():

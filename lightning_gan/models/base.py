@@ -6,7 +6,8 @@ One place for
   per-epoch learning-rate schedule (``lr_scheduler``, one instance per optimizer, stepped after every epoch: with
   manual optimization Lightning checkpoints schedulers but does not step them),
 - one optimizer step (``manual_backward``, ``step``, ``zero_grad(set_to_none=True)``, so the next player's step
-  finds no stale gradients),
+  finds no stale gradients), with an optional linear learning-rate warm-up over the first iterations
+  (``lr_warmup``),
 - DiffAugment (:mod:`lightning_gan.augment`): every discriminator call of a training step goes through
   :meth:`AdversarialModule.augment_d_input`, for real and generated images, in the D and the G step alike, so the
   gradient of the G step flows through the augmentation into the generator (Zhao et al. 2020),
@@ -89,8 +90,12 @@ class AdversarialModule(LightningModule):
         optimizer_g: OptimizerCallable,
         augment: str = "",
         lr_scheduler: LRSchedulerCallable | None = None,
+        lr_warmup: int = 0,
     ) -> None:
         super().__init__()
+        if isinstance(lr_warmup, bool) or not isinstance(lr_warmup, int) or lr_warmup < 0:
+            raise ValueError(f"lr_warmup must be a number of iterations >= 0, got {lr_warmup!r}")
+        self.lr_warmup = lr_warmup
         self.automatic_optimization = False
         self.optimizer_d = optimizer_d
         self.optimizer_g = optimizer_g
@@ -113,10 +118,40 @@ class AdversarialModule(LightningModule):
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
             scheduler.step()
 
+    def warmup_factor(self) -> float:
+        """The learning-rate multiplier of the current step: ``min(1, max(d_steps, 1) / lr_warmup)``, 1 without warm-up.
+
+        Example:
+            >>> from lightning_gan.models import SemiSupervisedGAN
+            >>> from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
+            >>> model = SemiSupervisedGAN(MNISTGenerator(), MNISTDiscriminator(), lr_warmup=100)
+            >>> model.warmup_factor(), [model.warmup_factor() for model.d_steps in (50, 100, 500)]
+            (0.01, [0.5, 1.0, 1.0])
+        """
+        if self.lr_warmup == 0:
+            return 1.0
+        return min(1.0, max(self.d_steps, 1) / self.lr_warmup)
+
     def optimizer_step_on(self, optimizer: Any, loss: Tensor) -> None:
-        """Back-propagate ``loss`` and step ``optimizer``; gradients are then dropped (``set_to_none``)."""
+        """Back-propagate ``loss`` and step ``optimizer``; gradients are then dropped (``set_to_none``).
+
+        During the warm-up (``lr_warmup``) every group's rate is scaled for this step only and then restored, so a
+        per-epoch scheduler keeps owning the rate and the scaled value never reaches a checkpoint.
+        """
         self.manual_backward(loss)
-        optimizer.step()
+        factor = self.warmup_factor()
+        if factor == 1.0:
+            optimizer.step()
+        else:
+            groups = optimizer.param_groups
+            rates = [group["lr"] for group in groups]
+            for group, lr in zip(groups, rates, strict=True):
+                group["lr"] = lr * factor
+            try:
+                optimizer.step()
+            finally:
+                for group, lr in zip(groups, rates, strict=True):
+                    group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
 
     def augment_d_input(self, x: Tensor) -> Tensor:

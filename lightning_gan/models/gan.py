@@ -64,6 +64,8 @@ class GAN(AdversarialModule):
         augment: DiffAugment policy for every discriminator input in training, e.g. ``"color,translation,cutout"``.
         lr_scheduler: per-epoch learning-rate scheduler factory for both players (e.g.
             :class:`~lightning_gan.optim.LinearDecayLR`); ``None`` for a constant rate.
+        lr_warmup: discriminator steps over which both learning rates ramp up linearly (0: none); see
+            :class:`~lightning_gan.models.base.AdversarialModule`.
 
     Example:
         >>> from lightning_gan.networks import VanillaDiscriminator, VanillaGenerator
@@ -86,9 +88,14 @@ class GAN(AdversarialModule):
         ema_decay: float | None = None,
         augment: str = "",
         lr_scheduler: LRSchedulerCallable | None = None,
+        lr_warmup: int = 0,
     ) -> None:
         super().__init__(
-            optimizer_d or dcgan_adam, optimizer_g or dcgan_adam, augment=augment, lr_scheduler=lr_scheduler
+            optimizer_d or dcgan_adam,
+            optimizer_g or dcgan_adam,
+            augment=augment,
+            lr_scheduler=lr_scheduler,
+            lr_warmup=lr_warmup,
         )
         save_hyperparameters(self, ("generator", "discriminator"))
         if not callable(getattr(generator, "sample_noise", None)):

@@ -27,6 +27,7 @@ from torchmetrics import MeanMetric
 from lightning_gan.layers import data_dependent_init
 from lightning_gan.losses import (
     feature_matching_loss,
+    feature_std_matching_loss,
     ssl_discriminator_loss,
     ssl_generator_loss,
     ssl_real_probability,
@@ -47,6 +48,7 @@ TRAIN_STATS = (
     "train/d_fake_acc",
     "train/g_loss_ns",
     "train/g_loss",
+    "train/g_loss_fm_std",
 )
 GENERATOR_LOSSES = ("feature_matching", "non_saturating")
 STEP_IMPLS = ("fast", "straightforward")
@@ -85,6 +87,11 @@ class SemiSupervisedGAN(AdversarialModule):
             discrimination).
         feature_matching_weight: with ``generator_loss="non_saturating"``, the weight of feature matching added
             as a regulariser (0: none). Must be 0 with ``"feature_matching"``, whose weight is 1 by definition.
+        feature_std_weight: weight of second-moment feature matching
+            (:func:`~lightning_gan.losses.feature_std_matching_loss`: the batch standard deviations of the same
+            features, same ``feature_matching_p``) added to the generator loss; 0: none (the paper). Not in the paper:
+            an explicit option against the generator's mode collapse that makes some few-label runs fail
+            (``docs/reproduction.md``).
         generator_steps: generator steps per discriminator step, each on fresh noise (and the same second
             unlabelled batch); ``trainer.global_step`` grows by ``1 + generator_steps`` per iteration.
         real_target: alpha of one-sided label smoothing (section 3.4) on the unlabelled real term of the
@@ -95,6 +102,9 @@ class SemiSupervisedGAN(AdversarialModule):
         lr_scheduler: per-epoch learning-rate scheduler factory for both players, e.g.
             :class:`~lightning_gan.optim.LinearDecayLR` (the CIFAR-10/SVHN reference decays linearly to 0 over the
             last third); ``None`` for a constant rate (the MNIST reference).
+        lr_warmup: iterations over which both learning rates ramp up linearly from ``1/lr_warmup`` of their value
+            (0: none, the paper). Against the generator's collapse in the first iterations on few labels
+            (``docs/reproduction.md``); see :class:`~lightning_gan.models.base.AdversarialModule`.
         init_generator: also run the data-dependent initialisation on the generator's weight-normalised layers, on
             one batch of ``init_noise_size`` noise vectors (the CIFAR-10/SVHN reference does; its MNIST code does not).
         init_noise_size: noise vectors for the generator's initialisation (reference: the batch size, 100).
@@ -129,16 +139,22 @@ class SemiSupervisedGAN(AdversarialModule):
         feature_layer: str | None = None,  # reference MNIST: the last 250-unit hidden layer
         generator_loss: str = "feature_matching",  # paper section 5: feature matching for semi-supervised learning
         feature_matching_weight: float = 0.0,
+        feature_std_weight: float = 0.0,
         generator_steps: int = 1,
         real_target: float = 1.0,  # paper section 3.4 suggests 0.9; the reference MNIST code does not smooth
         augment: str = "",
         lr_scheduler: LRSchedulerCallable | None = None,
+        lr_warmup: int = 0,
         init_generator: bool = False,
         init_noise_size: int = 100,
         step_impl: str = "fast",
     ) -> None:
         super().__init__(
-            optimizer_d or paper_adam, optimizer_g or paper_adam, augment=augment, lr_scheduler=lr_scheduler
+            optimizer_d or paper_adam,
+            optimizer_g or paper_adam,
+            augment=augment,
+            lr_scheduler=lr_scheduler,
+            lr_warmup=lr_warmup,
         )
         save_hyperparameters(self, ("generator", "discriminator"))
         for name, net, method in (
@@ -151,6 +167,8 @@ class SemiSupervisedGAN(AdversarialModule):
             raise ValueError(f"feature_matching_p must be 1 or 2, got {feature_matching_p}")
         if generator_loss not in GENERATOR_LOSSES:
             raise ValueError(f"generator_loss must be one of {GENERATOR_LOSSES}, got {generator_loss!r}")
+        if feature_std_weight < 0:
+            raise ValueError(f"feature_std_weight must be >= 0, got {feature_std_weight}")
         if feature_matching_weight < 0:
             raise ValueError(f"feature_matching_weight must be >= 0, got {feature_matching_weight}")
         if generator_loss == "feature_matching" and feature_matching_weight != 0:
@@ -180,6 +198,7 @@ class SemiSupervisedGAN(AdversarialModule):
         self.feature_layer = feature_layer
         self.generator_loss = generator_loss
         self.feature_matching_weight = feature_matching_weight
+        self.feature_std_weight = feature_std_weight
         self.generator_steps = generator_steps
         self.real_target = real_target
         self.init_generator = init_generator
@@ -311,6 +330,9 @@ class SemiSupervisedGAN(AdversarialModule):
                     g_loss = g_loss_ns + self.feature_matching_weight * g_loss_fm
                 else:
                     g_loss_ns = g_loss = g_loss_fm
+                if self.feature_std_weight:
+                    g_loss_std = feature_std_matching_loss(real_features, fake_features, p=self.feature_matching_p)
+                    g_loss = g_loss + self.feature_std_weight * g_loss_std
                 self.optimizer_step_on(opt_g, g_loss)
 
         with torch.no_grad():
@@ -327,6 +349,9 @@ class SemiSupervisedGAN(AdversarialModule):
                 (ssl_real_probability(logits_fake) < 0.5).float().mean(),  # D calls the fakes fake
                 g_loss_ns,
                 g_loss,
+                g_loss_std
+                if self.feature_std_weight
+                else feature_std_matching_loss(real_features, fake_features, p=self.feature_matching_p),
             ]
             stacked = torch.stack(stats) if fast else None  # [len(TRAIN_STATS)]
         sync = self.trainer.world_size > 1

@@ -303,6 +303,29 @@ def test_lr_scheduler_is_stepped_once_per_epoch_for_both_players_and_resumes(tmp
     assert seen[-1] == [0.0, 0.0]  # epoch 3 after the restart: the schedulers' state came back from the checkpoint
 
 
+def test_lr_warmup_ramps_both_players_rates_and_leaves_the_optimizers_rates_alone(tmp_path, tiny_datamodule):
+    """lr_warmup=4, SGD lr 0.1: D step k at max(k, 1)/4 of the rate, G step k at (k + 1)/4, then the full rate."""
+    from functools import partial
+
+    seen = {"d": [], "g": []}
+
+    class StepRates(Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:  # inside optimizer.step()
+            player = "d" if optimizer is pl_module.optimizers()[0].optimizer else "g"
+            seen[player].append(round(optimizer.param_groups[0]["lr"], 6))
+
+    seed_everything(0)
+    sgd = partial(torch.optim.SGD, lr=0.1)
+    model = make_model(optimizer_d=sgd, optimizer_g=sgd, lr_warmup=4)
+    trainer = make_trainer(tmp_path, max_steps=2 * 6, limit_val_batches=0, callbacks=[StepRates()])
+    trainer.fit(model, datamodule=tiny_datamodule)
+    assert seen["d"] == [0.025, 0.025, 0.05, 0.075, 0.1, 0.1]
+    assert seen["g"] == [0.025, 0.05, 0.075, 0.1, 0.1, 0.1]
+    assert [opt.param_groups[0]["lr"] for opt in model.optimizers()] == [0.1, 0.1]  # restored after every step
+    with pytest.raises(ValueError, match="lr_warmup"):
+        make_model(lr_warmup=-1)
+
+
 def test_init_generator_runs_the_data_dependent_init_on_the_generator(tiny_datamodule):
     from lightning_gan.layers import is_weight_normed
 
@@ -340,7 +363,9 @@ def _train_recording_losses(tmp_path, datamodule, step_impl: str, iterations: in
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{}, {"generator_loss": "non_saturating", "feature_matching_weight": 0.5}], ids=["fm", "ns+fm"]
+    "kwargs",
+    [{}, {"generator_loss": "non_saturating", "feature_matching_weight": 0.5}, {"feature_std_weight": 1.0}],
+    ids=["fm", "ns+fm", "fm+std"],
 )
 def test_fast_and_straightforward_steps_give_the_same_losses(tmp_path, tiny_datamodule, kwargs):
     fast, fast_losses, fast_metrics = _train_recording_losses(tmp_path, tiny_datamodule, "fast", 5, **kwargs)
@@ -353,6 +378,19 @@ def test_fast_and_straightforward_steps_give_the_same_losses(tmp_path, tiny_data
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
     for name in ("train/d_loss_epoch", "train/g_loss_fm_epoch", "train/d_real_acc_epoch", "train/g_loss_epoch"):
         torch.testing.assert_close(fast_metrics[name], plain_metrics[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_feature_std_weight_adds_the_std_term_to_the_generator_loss(tmp_path, tiny_datamodule):
+    """The same run with and without the std term: the G loss differs by exactly weight * the logged std term."""
+    _, plain_losses, plain = _train_recording_losses(tmp_path, tiny_datamodule, "fast", 1)
+    _, std_losses, with_std = _train_recording_losses(tmp_path, tiny_datamodule, "fast", 1, feature_std_weight=2.0)
+    assert std_losses[0] == plain_losses[0]  # the D step comes first: identical
+    fm, std = with_std["train/g_loss_fm_epoch"], with_std["train/g_loss_fm_std_epoch"]
+    assert float(std) > 0 and float(plain["train/g_loss_fm_std_epoch"]) == pytest.approx(float(std))
+    assert std_losses[1] == pytest.approx(float(fm + 2.0 * std), rel=1e-5)
+    assert plain_losses[1] == pytest.approx(float(plain["train/g_loss_fm_epoch"]), rel=1e-5)
+    with pytest.raises(ValueError, match="feature_std_weight"):
+        make_model(feature_std_weight=-1.0)
 
 
 class ForwardsAndLogs(Callback):
