@@ -79,6 +79,12 @@ class AdversarialModule(LightningModule):
             ``"color,translation,cutout"``; ``""`` for none.
         lr_scheduler: learning-rate scheduler factory (e.g. :class:`~lightning_gan.optim.LinearDecayLR`), built once
             for each optimizer and stepped after every training epoch; ``None`` for a constant rate.
+        lr_warmup: number of discriminator steps (iterations) over which both players' learning rates ramp up
+            linearly, from ``1/lr_warmup`` of their (scheduled) value to all of it; 0 for none (the papers).
+            Adam's second-moment estimate rests on a few gradients in the first steps, so its first updates are
+            sign-like steps of the full rate on every weight; a warm-up is the usual remedy (it did not prevent the
+            generator's early collapse on few-label MNIST, ``docs/reproduction.md``). The factor is a function of
+            the checkpointed step count: resuming continues the ramp.
     """
 
     generator: nn.Module

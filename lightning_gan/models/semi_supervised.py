@@ -103,8 +103,7 @@ class SemiSupervisedGAN(AdversarialModule):
             :class:`~lightning_gan.optim.LinearDecayLR` (the CIFAR-10/SVHN reference decays linearly to 0 over the
             last third); ``None`` for a constant rate (the MNIST reference).
         lr_warmup: iterations over which both learning rates ramp up linearly from ``1/lr_warmup`` of their value
-            (0: none, the paper). Against the generator's collapse in the first iterations on few labels
-            (``docs/reproduction.md``); see :class:`~lightning_gan.models.base.AdversarialModule`.
+            (0: none, the paper); see :class:`~lightning_gan.models.base.AdversarialModule`.
         init_generator: also run the data-dependent initialisation on the generator's weight-normalised layers, on
             one batch of ``init_noise_size`` noise vectors (the CIFAR-10/SVHN reference does; its MNIST code does not).
         init_noise_size: noise vectors for the generator's initialisation (reference: the batch size, 100).
