@@ -5,6 +5,10 @@
 
 Writes ``<stem>_error_vs_epoch.png``, ``<stem>_error_vs_time.png`` and ``<stem>_summary.md`` next to the
 JSON lines, and prints the summary table (last-epoch EMA test errors of 10,000 per seed, mean +- std).
+With ``--controls NAME STEM [STEM ...]``: one row per run of the given stems (short controlled runs, e.g. the
+few-label collapse runs of ``docs/reproduction.md``) with D's real-image accuracy and the feature-matching loss of
+every epoch, the CollapseMonitor verdict and the last EMA test errors, in ``NAME_summary.md``.
+
 With ``--labels``: one row per label count (files ``<prefix>_n<labels>_seed*.jsonl``) next to the paper's numbers,
 with the epoch at which :class:`~lightning_gan.callbacks.CollapseMonitor` would have fired, in
 ``<prefix>_labels_summary.md``, and the EMA curves of every label count in ``<prefix>_labels_error_vs_epoch.png``.
@@ -103,12 +107,38 @@ def labels_table(results: Path, prefix: str, labels: list[int]) -> dict[int, dic
     return table
 
 
+def controls_table(results: Path, name: str, stems: list[str]) -> dict[str, dict]:
+    """Per run of ``stems``: epoch-by-epoch D real accuracy / feature-matching loss, collapse epoch, last EMA errors."""
+    table, lines = (
+        {},
+        [
+            "| run | seed | epochs | D real-image accuracy / feature-matching loss, epoch by epoch | collapse "
+            "| EMA test errors (last epoch) |",
+            "|---|---|---|---|---|---|",
+        ],
+    )
+    for stem in stems:
+        for seed, rows in sorted(read(results, stem).items()):
+            curve = ", ".join(f"{r['train/d_real_acc_epoch']:.3f} / {r['train/g_loss_fm_epoch']:.1f}" for r in rows)
+            fired = collapse_epoch(rows)
+            table[f"{stem}_seed{seed}"] = {"collapse_epoch": fired, "final": rows[-1]["test_errors_ema"]}
+            lines.append(
+                f"| {stem} | {seed} | {len(rows)} | {curve} | {'none' if fired is None else f'epoch {fired}'} "
+                f"| {rows[-1]['test_errors_ema']} |"
+            )
+    text = "\n".join(lines)
+    (results / f"{name}_summary.md").write_text(text + "\n")
+    print(text)
+    return table
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--stem", default="mnist_ssl_100_n100")
     parser.add_argument("--labels", type=int, nargs="*", help="a table over these label counts instead")
     parser.add_argument("--prefix", default="mnist_ssl_100", help="with --labels: files <prefix>_n<labels>_seed*")
+    parser.add_argument("--controls", nargs="+", metavar=("NAME", "STEM"), help="a table of the runs of these stems")
     args = parser.parse_args(argv)
     import matplotlib
 
@@ -116,6 +146,10 @@ def main(argv: list[str] | None = None) -> dict:
     import matplotlib.pyplot as plt
 
     results = Path(args.results)
+    if args.controls:
+        if len(args.controls) < 2:
+            parser.error("--controls needs a NAME and at least one STEM")
+        return controls_table(results, args.controls[0], args.controls[1:])
     if args.labels:
         return labels_table(results, args.prefix, args.labels)
     runs = read(results, args.stem)
