@@ -24,7 +24,8 @@ class ReferenceAdam(torch.optim.Optimizer):
     """Adam with ``p <- p - lr * m_hat / sqrt(v_hat + eps)``, as in openai/improved-gan (Salimans et al. 2016).
 
     ``m_hat = m_t / (1 - beta1^t)`` and ``v_hat = v_t / (1 - beta2^t)`` are torch's bias-corrected moments; only the
-    place of ``eps`` differs from ``torch.optim.Adam``. No weight decay, amsgrad or closure tricks: the reference has
+    place of ``eps`` differs from ``torch.optim.Adam``. The update runs as ``torch._foreach_*`` kernels over all
+    parameters at once (as torch's ``foreach=True`` Adam), not as a Python loop of small ones. No weight decay, amsgrad or closure tricks: the reference has
     none.
 
     Args:
@@ -61,6 +62,7 @@ class ReferenceAdam(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
+            by_step: dict[float, list[Tensor]] = {}  # parameters that share a step count share the bias corrections
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -70,12 +72,18 @@ class ReferenceAdam(torch.optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
-                t = float(state["step"])
-                m, v, g = state["exp_avg"], state["exp_avg_sq"], p.grad
-                m.mul_(beta1).add_(g, alpha=1 - beta1)  # m_t
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v_t
-                denom = (v / (1 - beta2**t)).add_(group["eps"]).sqrt_()  # sqrt(v_hat + eps)
-                p.addcdiv_(m, denom, value=-group["lr"] / (1 - beta1**t))  # p - lr * m_hat / sqrt(v_hat + eps)
+                by_step.setdefault(float(state["step"]), []).append(p)
+            for t, params in by_step.items():  # one set of foreach kernels per step count (usually one)
+                grads = [p.grad for p in params]
+                m = [self.state[p]["exp_avg"] for p in params]
+                v = [self.state[p]["exp_avg_sq"] for p in params]
+                torch._foreach_lerp_(m, grads, 1 - beta1)  # m_t = beta1 m + (1 - beta1) g
+                torch._foreach_mul_(v, beta2)
+                torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)  # v_t
+                denom = torch._foreach_div(v, 1 - beta2**t)  # v_hat
+                torch._foreach_add_(denom, group["eps"])
+                torch._foreach_sqrt_(denom)  # sqrt(v_hat + eps)
+                torch._foreach_addcdiv_(params, m, denom, value=-group["lr"] / (1 - beta1**t))
         return loss
 
 
