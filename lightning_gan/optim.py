@@ -24,8 +24,7 @@ class ReferenceAdam(torch.optim.Optimizer):
     """Adam with ``p <- p - lr * m_hat / sqrt(v_hat + eps)``, as in openai/improved-gan (Salimans et al. 2016).
 
     ``m_hat = m_t / (1 - beta1^t)`` and ``v_hat = v_t / (1 - beta2^t)`` are torch's bias-corrected moments; only the
-    place of ``eps`` differs from ``torch.optim.Adam``. The update runs as ``torch._foreach_*`` kernels over all
-    parameters at once (as torch's ``foreach=True`` Adam), not as a Python loop of small ones. No weight decay, amsgrad or closure tricks: the reference has
+    place of ``eps`` differs from ``torch.optim.Adam``. No weight decay, amsgrad or closure tricks: the reference has
     none.
 
     Args:
@@ -33,6 +32,8 @@ class ReferenceAdam(torch.optim.Optimizer):
         lr: learning rate (the reference's MNIST setup: 0.003).
         betas: ``(beta1, beta2)`` (the reference's MNIST setup: (0.5, 0.999)).
         eps: added to ``v_hat`` under the square root (the reference: 1e-8).
+        foreach: update all parameters with one set of ``torch._foreach_*`` kernels (``False``: one parameter at a
+            time, the same numbers; the baseline of ``benchmarks/ssl_throughput.py``).
 
     Example:
         >>> p = torch.nn.Parameter(torch.tensor([1.0]))
@@ -49,10 +50,11 @@ class ReferenceAdam(torch.optim.Optimizer):
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        foreach: bool = True,
     ) -> None:
         if lr < 0 or eps < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"ReferenceAdam: lr >= 0, eps >= 0 and betas in [0, 1) required, got {lr}, {eps}, {betas}")
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps})
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "foreach": foreach})
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:  # noqa: D102 (torch.optim.Optimizer.step)
@@ -73,7 +75,10 @@ class ReferenceAdam(torch.optim.Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
                 by_step.setdefault(float(state["step"]), []).append(p)
-            for t, params in by_step.items():  # one set of foreach kernels per step count (usually one)
+            batches = [(t, params) for t, params in by_step.items()]  # one set of kernels per step count (usually one)
+            if not group.get("foreach", True):  # the plain loop: the same kernels, one parameter at a time
+                batches = [(t, [p]) for t, params in batches for p in params]
+            for t, params in batches:
                 grads = [p.grad for p in params]
                 m = [self.state[p]["exp_avg"] for p in params]
                 v = [self.state[p]["exp_avg_sq"] for p in params]

@@ -126,3 +126,21 @@ def test_linear_decay_state_dict_round_trip_resumes_the_same_rates():
 def test_linear_decay_refuses_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LinearDecayLR(_sgd(), **kwargs)
+
+
+def test_foreach_and_the_plain_loop_give_the_same_parameters():
+    rng = np.random.default_rng(2)
+    shapes = [(3, 4), (4,), (2, 2, 2)]
+    results = []
+    for foreach in (True, False):
+        params = [torch.nn.Parameter(torch.tensor(rng.normal(size=s) * 0 + 1.0)) for s in shapes]
+        opt = ReferenceAdam(params, lr=0.01, betas=(0.5, 0.999), foreach=foreach)
+        grad_rng = np.random.default_rng(3)
+        for _ in range(4):
+            for p in params:
+                p.grad = torch.tensor(grad_rng.normal(size=p.shape) * 1e-4)
+            opt.step()
+        results.append([p.detach().clone() for p in params])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+    assert not torch.equal(results[0][0], torch.ones(3, 4, dtype=torch.float64))  # they moved
