@@ -10,9 +10,10 @@ chosen by ``fraction_seed`` 0, so the 10 % images are the same with and without 
 
 Budget: every run makes the same number of generator steps, ``--iterations`` (``trainer.max_steps`` is twice that:
 ``global_step`` counts the D and the G step), so limited data means more epochs over fewer images, not less
-training. The DCGAN of the configs (``base_channels`` 64) takes ~160 ms per iteration on one core; with
-``--base-channels 16`` (the default here, ~30 ms) six runs of 4,000 iterations fit in ~16 minutes. Validation is off
-during training (``limit_val_batches 0``).
+training. The DCGAN of the configs (``base_channels`` 64) is ~5 times slower than ``--base-channels 16`` (the default
+here; a bare training loop at batch 64 on one core: ~160 against ~30 ms per iteration); at the configs' batch size of
+128 and 16 channels, six runs of 4,000 iterations take 30-45 minutes on one core (each run's ``fit_seconds`` is in the
+JSON). Validation is off during training (``limit_val_batches 0``).
 
 After training, :class:`~lightning_gan.callbacks.ImageQualityMetrics` with the shipped MNIST domain classifier scores
 ``--num-samples`` generated images against as many MNIST test images (``real_split="test"``: the same reference for

@@ -120,7 +120,7 @@ def machine_line(machine: dict[str, Any]) -> str:
     ]
     load = machine.get("load_average_1_5_15_min") or machine.get("load_average_1_5_15_min_before")
     if load:
-        parts.append(f"load average {load[0]:.2f} at the start")
+        parts.append(f"load average (1, 5, 15 min) {', '.join(f'{x:.2f}' for x in load)} recorded with the result")
     return "Machine: " + ", ".join(p for p in parts if p) + "."
 
 
