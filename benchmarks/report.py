@@ -1,6 +1,7 @@
 """One entry point for the benchmark report: ``BENCHMARKS.md`` and its plots, generated from the result files only.
 
     python benchmarks/report.py                          # regenerate BENCHMARKS.md + plots from benchmarks/results
+    python benchmarks/report.py --tracked-only           # the same, leaving out accuracy runs git does not track yet
     python benchmarks/report.py --run                    # run every benchmark with its full budget, then regenerate
     python benchmarks/report.py --quick --out-dir DIR    # smoke run of every benchmark into DIR (under a minute)
     python benchmarks/report.py --quick --synthetic --out-dir DIR   # the same on generated MNIST-format files
@@ -285,10 +286,21 @@ def memory_section(data: dict[str, Any] | None, out: Path, md_dir: Path) -> list
     return lines
 
 
-def accuracy_section(results: Path, out: Path, md_dir: Path) -> list[str]:
+def git_tracked(folder: Path) -> set[str] | None:
+    """Names of the files git tracks in ``folder`` (``None`` outside a git checkout)."""
+    import subprocess
+
+    proc = subprocess.run(["git", "ls-files", "."], cwd=folder, capture_output=True, text=True)
+    return {Path(line).name for line in proc.stdout.splitlines()} if proc.returncode == 0 else None
+
+
+def accuracy_section(results: Path, out: Path, md_dir: Path, tracked_only: bool = False) -> list[str]:
     lines = ["## 3. Accuracy: MNIST semi-supervised test errors next to the paper", ""]
     groups: dict[str, set[int]] = {}
+    tracked = git_tracked(results) if tracked_only else None
     for path in sorted(results.glob("*.jsonl")):
+        if tracked is not None and path.name not in tracked:
+            continue
         if match := JSONL.match(path.name):
             groups.setdefault(match["prefix"], set()).add(int(match["labels"]))
     if not groups:
@@ -300,8 +312,10 @@ def accuracy_section(results: Path, out: Path, md_dir: Path) -> list[str]:
     rows, plots = [], []
     for prefix, labels in sorted(groups.items()):
         with tempfile.TemporaryDirectory() as tmp:  # labels_table writes next to its inputs: work on a copy
-            for path in results.glob(f"{prefix}_n*_seed*.jsonl"):
-                shutil.copy(path, tmp)
+            for n in labels:
+                for path in results.glob(f"{prefix}_n{n}_seed*.jsonl"):
+                    if tracked is None or path.name in tracked:
+                        shutil.copy(path, tmp)
             summary = plot_reproduction.labels_table(Path(tmp), prefix, sorted(labels))
             plot = out / f"report_accuracy_{prefix}.png"
             shutil.copy(Path(tmp) / f"{prefix}_labels_error_vs_epoch.png", plot)
@@ -346,10 +360,10 @@ def accuracy_section(results: Path, out: Path, md_dir: Path) -> list[str]:
     ]
     for plot in plots:
         lines += [link(plot, md_dir), ""]
-    curves = sorted(results.glob("*_n*_error_vs_epoch.png"))
+    curves = sorted(results.glob("*_n*_error_vs_*.png"))
     if curves:
-        lines += ["Per-run curves (`plot_reproduction.py --stem ...`): "]
-        lines += [", ".join(f"[{p.stem}]({os.path.relpath(p, md_dir)})" for p in curves), ""]
+        shown = ", ".join(f"[{p.stem}]({os.path.relpath(p, md_dir)})" for p in curves)
+        lines += [f"Per-run curves (`plot_reproduction.py --stem ...`): {shown}.", ""]
     lines += [
         "Commands: `python benchmarks/mnist_ssl_reproduction.py --seed S --num-labelled N [--config C] "
         "[--max-epochs E] [--max-time T] --threads 1 [--name STEM -- overrides]` per file, as `benchmarks/README.md` "
@@ -496,7 +510,9 @@ def diffaugment_section(data: dict[str, Any] | None, out: Path, md_dir: Path) ->
     return lines
 
 
-def write_report(results: Path, md_path: Path, command: str, extra: list[str] | None = None) -> str:
+def write_report(
+    results: Path, md_path: Path, command: str, extra: list[str] | None = None, tracked_only: bool = False
+) -> str:
     """Read every result in ``results``, draw the plots there, write ``md_path``; returns the text."""
     import matplotlib
 
@@ -515,7 +531,7 @@ def write_report(results: Path, md_path: Path, command: str, extra: list[str] | 
     lines += extra or []
     lines += speed_section(load_json(results, "ssl_throughput"))
     lines += memory_section(load_json(results, "memory"), results, md_dir)
-    lines += accuracy_section(results, results, md_dir)
+    lines += accuracy_section(results, results, md_dir, tracked_only)
     lines += ablations_section(load_json(results, "ablations"), results, md_dir)
     lines += diffaugment_section(load_json(results, "diffaugment"), results, md_dir)
     lines += [
@@ -544,6 +560,11 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data-dir", default=None, help="folder holding MNIST/raw (default $LIGHTNING_GAN_DATA)")
+    parser.add_argument(
+        "--tracked-only",
+        action="store_true",
+        help="accuracy table: only the JSON lines git tracks (runs in progress left out)",
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -563,7 +584,7 @@ def main(argv: list[str] | None = None) -> str:
         extra = [f"Smoke-run seconds per benchmark: {json.dumps(seconds)}.", ""]
     elif args.run:
         run_benchmarks(results, quick=False, threads=args.threads)
-    text = write_report(results, md_path, " ".join(shown), extra)
+    text = write_report(results, md_path, " ".join(shown), extra, args.tracked_only)
     print(f"wrote {md_path}")
     return text
 
