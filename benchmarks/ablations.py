@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 iterations of one epoch, 100 samples")
     parser.add_argument("--data-dir", default=None, help="folder holding MNIST/raw (default $LIGHTNING_GAN_DATA)")
     parser.add_argument("--json", default=str(RESULTS / "ablations.json"))
+    parser.add_argument(
+        "--update", action="store_true", help="replace only these variants' runs in an existing --json, keep the rest"
+    )
     args = parser.parse_args(argv)
     use_data_dir(args.data_dir)
     torch.set_num_threads(args.threads)
@@ -153,7 +156,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as work:
         for name in args.variants:
             runs.append(run_variant(name, budget, metrics, Path(work), args.seed))
+            runs[-1]["command"] = command_line(argv, "ablations.py")  # each run says which command made it
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "per_epoch"}), flush=True)
+    if args.update and Path(args.json).is_file():  # the other variants' runs stay as they were measured
+        previous = json.loads(Path(args.json).read_text())
+        kept = [run for run in previous["runs"] if run["variant"] not in args.variants]
+        for run in kept:
+            run.setdefault("command", previous["command"])
+        runs = sorted(kept + runs, key=lambda run: list(VARIANTS).index(run["variant"]))
     result = {
         "benchmark": "ablations",
         "command": command_line(argv, "ablations.py"),

@@ -42,8 +42,11 @@ class TestErrorPerEpoch(Callback):
         was_training = pl_module.training
         pl_module.eval()
         wrong = {"raw": 0, "ema": 0}
-        for start in range(0, len(images), 1000):
-            x, y = images[start : start + 1000].to(pl_module.device), targets[start : start + 1000].to(pl_module.device)
+        # 1,000 images per forward; the training batch size where each logit depends on its batch (minibatch
+        # discrimination), as the model's own test_step sees them
+        step = dm.batch_size if getattr(pl_module.discriminator, "batch_dependent", False) else 1000
+        for start in range(0, len(images), step):
+            x, y = images[start : start + step].to(pl_module.device), targets[start : start + step].to(pl_module.device)
             wrong["raw"] += int((pl_module.discriminator(x).argmax(1) != y).sum())
             wrong["ema"] += int((pl_module.ema_discriminator(x).argmax(1) != y).sum())
         pl_module.train(was_training)

@@ -436,10 +436,25 @@ def ablations_section(data: dict[str, Any] | None, out: Path, md_dir: Path) -> l
         "",
         link(out / "ablations.png", md_dir),
         "",
-        f"Command: `{data['command']}`. {machine_line(data['machine'])}",
+        *commands_lines(data),
         "",
     ]
     return lines
+
+
+def commands_lines(data: dict[str, Any]) -> list[str]:
+    """The command(s) behind a result: one line, or one per group of runs when ``--update`` replaced some of them."""
+    commands = list(dict.fromkeys(run.get("command", data["command"]) for run in data["runs"]))
+    if len(commands) == 1:
+        return [f"Command: `{commands[0]}`. {machine_line(data['machine'])}"]
+    per_command = {c: [r["variant"] for r in data["runs"] if r.get("command", data["command"]) == c] for c in commands}
+    return [
+        "Commands (the later one re-measured some variants with `--update`):",
+        "",
+        *(f"- `{c}`: {', '.join(f'`{v}`' for v in variants)}" for c, variants in per_command.items()),
+        "",
+        f"{machine_line(data['machine'])} (of the latest command)",
+    ]
 
 
 def diffaugment_section(data: dict[str, Any] | None, out: Path, md_dir: Path) -> list[str]:
