@@ -16,9 +16,9 @@ global seed 1) from a config of ``configs/``, built by the LightningCLI (:func:`
   and the same with ``--model.init_args.generator_loss non_saturating``.
 
 After each epoch the raw and the averaged (EMA) discriminator classify the 10,000 MNIST test images (the paper's
-protocol), in batches of the training batch size (100) as the model's own ``test_step`` does: with minibatch
-discrimination each logit depends on the rest of its batch, so the batch size is part of the classifier (and 1,000-
-image chunks, as ``mnist_ssl_reproduction.TestErrorPerEpoch`` uses, cost 100 times the pairwise work). After training,
+protocol; ``mnist_ssl_reproduction.count_test_errors``): with minibatch discrimination each logit depends on the rest
+of its batch, so those discriminators see batches of the training batch size (100) as the model's own ``test_step``
+does, the others 1,000 images at a time (the same predictions, faster). After training,
 :class:`~lightning_gan.callbacks.ImageQualityMetrics` scores ``--num-samples`` generated images with the shipped
 MNIST domain classifier against as many real images of the unlabelled pool (the configs' ``real_split``):
 ``metrics/fid``, ``metrics/is_mean``, ``metrics/is_std``, ``metrics/mode_score``.
@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config_run import lean_cli  # noqa: E402
 from machine import RESULTS, ROOT, command_line, machine_spec, use_data_dir, write_json  # noqa: E402
+from mnist_ssl_reproduction import count_test_errors  # noqa: E402
 
 from lightning_gan.callbacks import ImageQualityMetrics  # noqa: E402
 
@@ -69,26 +70,13 @@ class TestErrors(Callback):
         self.rows: list[dict[str, Any]] = []
         self.start = time.perf_counter()
 
-    @torch.no_grad()
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        dm = trainer.datamodule
-        if dm._test is None:
-            dm.setup("test")
-        images, targets = dm._test
-        was_training = pl_module.training
-        pl_module.eval()
-        wrong = {"raw": 0, "ema": 0}
-        for start in range(0, len(images), dm.batch_size):
-            x = images[start : start + dm.batch_size].to(pl_module.device)
-            y = targets[start : start + dm.batch_size].to(pl_module.device)
-            wrong["raw"] += int((pl_module.discriminator(x).argmax(1) != y).sum())
-            wrong["ema"] += int((pl_module.ema_discriminator(x).argmax(1) != y).sum())
-        pl_module.train(was_training)
+        wrong, total = count_test_errors(trainer, pl_module)
         metrics = trainer.callback_metrics
         logged = {k: round(float(metrics[k]), 4) for k in D_ACCURACIES if k in metrics}
         self.rows.append(
             {"epoch": trainer.current_epoch, "wall_s": round(time.perf_counter() - self.start, 1),
-             "test_errors_raw": wrong["raw"], "test_errors_ema": wrong["ema"], "test_total": len(images), **logged}
+             "test_errors_raw": wrong["raw"], "test_errors_ema": wrong["ema"], "test_total": total, **logged}
         )  # fmt: skip
         print(json.dumps(self.rows[-1]), flush=True)
 

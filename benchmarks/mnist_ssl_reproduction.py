@@ -27,29 +27,37 @@ from lightning_gan.cli import build_cli
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+@torch.no_grad()
+def count_test_errors(trainer: Trainer, pl_module: LightningModule) -> tuple[dict[str, int], int]:
+    """Test errors of the raw and the averaged (EMA) discriminator, noise off, and the number of test images.
+
+    1,000 images per forward; the training batch size where each logit depends on its batch (minibatch
+    discrimination), as the model's own ``test_step`` sees them.
+    """
+    dm = trainer.datamodule
+    if dm._test is None:
+        dm.setup("test")
+    images, targets = dm._test
+    was_training = pl_module.training
+    pl_module.eval()
+    wrong = {"raw": 0, "ema": 0}
+    step = dm.batch_size if getattr(pl_module.discriminator, "batch_dependent", False) else 1000
+    for start in range(0, len(images), step):
+        x, y = images[start : start + step].to(pl_module.device), targets[start : start + step].to(pl_module.device)
+        wrong["raw"] += int((pl_module.discriminator(x).argmax(1) != y).sum())
+        wrong["ema"] += int((pl_module.ema_discriminator(x).argmax(1) != y).sum())
+    pl_module.train(was_training)
+    return wrong, len(images)
+
+
 class TestErrorPerEpoch(Callback):
     """After each training epoch, count test errors of the raw and averaged discriminator; append a JSON line."""
 
     def __init__(self, out: Path, seed: int, wall_offset: float = 0.0) -> None:
         self.out, self.seed, self.start = out, seed, time.perf_counter() - wall_offset
 
-    @torch.no_grad()
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        dm = trainer.datamodule
-        if dm._test is None:
-            dm.setup("test")
-        images, targets = dm._test
-        was_training = pl_module.training
-        pl_module.eval()
-        wrong = {"raw": 0, "ema": 0}
-        # 1,000 images per forward; the training batch size where each logit depends on its batch (minibatch
-        # discrimination), as the model's own test_step sees them
-        step = dm.batch_size if getattr(pl_module.discriminator, "batch_dependent", False) else 1000
-        for start in range(0, len(images), step):
-            x, y = images[start : start + step].to(pl_module.device), targets[start : start + step].to(pl_module.device)
-            wrong["raw"] += int((pl_module.discriminator(x).argmax(1) != y).sum())
-            wrong["ema"] += int((pl_module.ema_discriminator(x).argmax(1) != y).sum())
-        pl_module.train(was_training)
+        wrong, total = count_test_errors(trainer, pl_module)
         metrics = {
             k: float(v) for k, v in trainer.callback_metrics.items() if k.endswith("_epoch") or k.startswith("val/")
         }
@@ -59,7 +67,7 @@ class TestErrorPerEpoch(Callback):
             "wall_s": round(time.perf_counter() - self.start, 1),
             "test_errors_raw": wrong["raw"],
             "test_errors_ema": wrong["ema"],
-            "test_total": len(images),
+            "test_total": total,
             **metrics,
         }
         with self.out.open("a") as f:
