@@ -92,8 +92,8 @@ class SemiSupervisedGAN(AdversarialModule):
         feature_std_weight: weight of second-moment feature matching
             (:func:`~lightning_gan.losses.feature_std_matching_loss`: the batch standard deviations of the same
             features, same ``feature_matching_p``) added to the generator loss; 0: none (the paper). Not in the paper:
-            an explicit option against the generator's mode collapse that makes some few-label runs fail
-            (``docs/reproduction.md``).
+            an explicit option against the generator's collapse to one image, which makes some few-label runs fail;
+            in the runs measured it delayed that collapse, not always prevented it (``docs/reproduction.md``).
         generator_steps: generator steps per discriminator step, each on fresh noise (and the same second
             unlabelled batch); ``trainer.global_step`` grows by ``1 + generator_steps`` per iteration.
         real_target: alpha of one-sided label smoothing (section 3.4) on the unlabelled real term of the
