@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=300)
     parser.add_argument("--max-time", default=None, help="Trainer max_time, DD:HH:MM:SS")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--name", default=None, help="results file stem (default: config name + labels)")
+    parser.add_argument("--name", default=None, help="results file prefix (default: the config name); _n<labels> is appended")
     parser.add_argument("--results", default=str(RESULTS), help="folder for the JSON lines")
     parser.add_argument("--runs", default="runs", help="the CSVLogger save_dir of the config (for --resume)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's newest last.ckpt")
@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    name = args.name or f"{Path(args.config).stem}_n{args.num_labelled}"
+    name = f"{args.name or Path(args.config).stem}_n{args.num_labelled}"
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     out = results / f"{name}_seed{args.seed}.jsonl"

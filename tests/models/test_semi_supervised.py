@@ -178,7 +178,7 @@ def test_reproduction_script_records_one_epoch(tmp_path, monkeypatch):
     ]
     cmd += ["--seed", "5", "--max-epochs", "1", "--name", "slowtest", "--results", str(tmp_path)]
     subprocess.run(cmd, check=True, cwd=tmp_path)
-    (row,) = [json.loads(line) for line in (tmp_path / "slowtest_seed5.jsonl").read_text().splitlines()]
+    (row,) = [json.loads(line) for line in (tmp_path / "slowtest_n100_seed5.jsonl").read_text().splitlines()]
     assert row["epoch"] == 0 and row["test_total"] == 10000
     assert row["test_errors_ema"] < 4000 and row["test_errors_raw"] < 4000  # measured ~2000-2600 after one epoch
 
