@@ -11,7 +11,8 @@ every epoch, the CollapseMonitor verdict and the last EMA test errors, in ``NAME
 
 With ``--labels``: one row per label count (files ``<prefix>_n<labels>_seed*.jsonl``) next to the paper's numbers,
 with the epoch at which :class:`~lightning_gan.callbacks.CollapseMonitor` would have fired, in
-``<prefix>_labels_summary.md``, and the EMA curves of every label count in ``<prefix>_labels_error_vs_epoch.png``.
+``<prefix>_labels_summary.md``, and the EMA curves of every label count against epochs and wall-clock time in
+``<prefix>_labels_error_vs_epoch.png`` and ``<prefix>_labels_error_vs_time.png``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+LINE_STYLES = ("-", "--", ":", "-.")  # one per seed; one colour per label count
 PAPER = {20: "1677 +- 452", 50: "221 +- 136", 100: "93 +- 6.5", 200: "90 +- 4.2"}
 
 
@@ -72,8 +74,8 @@ def labels_table(results: Path, prefix: str, labels: list[int]) -> dict[int, dic
             "|---|---|---|---|---|---|---|",
         ],
     )
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for n in labels:
+    figures = {x_key: plt.subplots(figsize=(7, 4)) for x_key in ("epoch", "wall_s")}
+    for colour, n in enumerate(labels):
         try:
             runs = read(results, f"{prefix}_n{n}")
         except FileNotFoundError:
@@ -90,17 +92,16 @@ def labels_table(results: Path, prefix: str, labels: list[int]) -> dict[int, dic
             f"| {', '.join(str(final[s]) for s in sorted(final))} | {mean:.0f} +- {std:.0f} | {PAPER.get(n, '')} "
             f"| {'; '.join(fired) if fired else 'none'} |"
         )
-        for seed, rows in runs.items():
-            ax.plot(
-                [r["epoch"] for r in rows], [r["test_errors_ema"] / 100 for r in rows], label=f"{n} labels, seed {seed}"
-            )
-    save_log_plot(
-        fig,
-        ax,
-        "epoch",
-        "MNIST test error of the EMA discriminator (%)",
-        results / f"{prefix}_labels_error_vs_epoch.png",
-    )
+        for style, (seed, rows) in enumerate(sorted(runs.items())):
+            errors = [r["test_errors_ema"] / 100 for r in rows]
+            for x_key, (_, ax) in figures.items():
+                xs = [r[x_key] / (3600 if x_key == "wall_s" else 1) for r in rows]
+                line = LINE_STYLES[style % len(LINE_STYLES)]
+                ax.plot(xs, errors, color=f"C{colour}", ls=line, label=f"{n} labels, seed {seed}")
+    for x_key, (fig, ax) in figures.items():
+        xlabel, suffix = ("epoch", "epoch") if x_key == "epoch" else ("wall-clock hours (one CPU core per run)", "time")
+        ylabel = "MNIST test error of the EMA discriminator (%)"
+        save_log_plot(fig, ax, xlabel, ylabel, results / f"{prefix}_labels_error_vs_{suffix}.png")
     text = "\n".join(lines)
     (results / f"{prefix}_labels_summary.md").write_text(text + "\n")
     print(text)

@@ -317,9 +317,10 @@ def accuracy_section(results: Path, out: Path, md_dir: Path, tracked_only: bool 
                     if tracked is None or path.name in tracked:
                         shutil.copy(path, tmp)
             summary = plot_reproduction.labels_table(Path(tmp), prefix, sorted(labels))
-            plot = out / f"report_accuracy_{prefix}.png"
-            shutil.copy(Path(tmp) / f"{prefix}_labels_error_vs_epoch.png", plot)
-        plots.append(plot)
+            for suffix, name in (("epoch", prefix), ("time", f"{prefix}_vs_time")):
+                plot = out / f"report_accuracy_{name}.png"
+                shutil.copy(Path(tmp) / f"{prefix}_labels_error_vs_{suffix}.png", plot)
+                plots.append(plot)
         for n, entry in sorted(summary.items()):
             seeds = sorted(entry["final"])
             epochs = entry["epochs"]
@@ -366,7 +367,7 @@ def accuracy_section(results: Path, out: Path, md_dir: Path, tracked_only: bool 
         lines += [f"Per-run curves (`plot_reproduction.py --stem ...`): {shown}.", ""]
     lines += [
         "Commands: `python benchmarks/mnist_ssl_reproduction.py --seed S --num-labelled N [--config C] "
-        "[--max-epochs E] [--max-time T] --threads 1 [--name STEM -- overrides]` per file, as `benchmarks/README.md` "
+        "[--max-epochs E] [--max-time T] --threads 1 [--name PREFIX -- overrides]` per file, as `benchmarks/README.md` "
         "and `docs/reproduction.md` list them; each line of a file records its seed, epoch and wall-clock seconds.",
         "",
     ]

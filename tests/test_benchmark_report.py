@@ -40,7 +40,8 @@ def test_quick_report_runs_every_benchmark_and_shows_the_numbers_of_its_files(tm
     report = (tmp_path / "BENCHMARKS.md").read_text()
     assert report == text
     results = tmp_path / "results"
-    for png in ("memory.png", "ablations.png", "diffaugment.png", "report_accuracy_mnist_ssl_quick.png"):
+    pngs = ("memory.png", "ablations.png", "diffaugment.png", "report_accuracy_mnist_ssl_quick.png")
+    for png in (*pngs, "report_accuracy_mnist_ssl_quick_vs_time.png"):
         assert (results / png).is_file(), png
         assert f"(results/{png})" in report, png
 

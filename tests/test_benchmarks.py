@@ -80,3 +80,4 @@ def test_plot_reproduction_labels_table_marks_collapsed_runs(tmp_path):
     assert "| 50 | 1 | 4 | 3200 | 3200 +- 0 | 221 +- 136 | seed 1: epoch 2 |" in text
     assert "| 200 | 1, 2 | 3-4 | 200, 320 | 260 +- 85 | 90 +- 4.2 | none |" in text
     assert (tmp_path / "mnist_ssl_100_labels_error_vs_epoch.png").is_file()
+    assert (tmp_path / "mnist_ssl_100_labels_error_vs_time.png").is_file()
