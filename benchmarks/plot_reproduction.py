@@ -43,8 +43,13 @@ def read(results: Path, stem: str) -> dict[int, list[dict]]:
 def save_log_plot(fig: Any, ax: Any, xlabel: str, ylabel: str, path: Path) -> None:
     """Log-scale error axes, legend and grid, written to ``path``."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     ax.set_yscale("log")
+    plain = FuncFormatter(lambda y, _: f"{y:g}")  # 20, not 2 x 10^1
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, ncol=2)

@@ -43,9 +43,10 @@ def run_benchmarks(results: Path, quick: bool, threads: int) -> dict[str, float]
     """Run each benchmark's ``main`` in this process, writing ``results/<name>.json``; seconds per benchmark."""
     results.mkdir(parents=True, exist_ok=True)
     common = ["--quick"] if quick else ["--threads", str(threads)]
-    throughput = ["--iters", "3", "--warmup", "1", "--synthetic", "--peak-repeats", "3", "--threads", str(threads)]
+    throughput = ["--iters", "3", "--warmup", "1", "--synthetic", "--peak-repeats", "3", "--profile", "2"]
     plan = {
-        "ssl_throughput": (throughput if quick else ["--iters", "100", "--threads", str(threads)])
+        "ssl_throughput": (throughput if quick else ["--iters", "100", "--profile", "20"])
+        + ["--threads", str(threads)]
         + ["--json", str(results / "ssl_throughput.json")],
         "memory": [*common, "--json", str(results / "memory.json")],
         "ablations": [*common, "--json", str(results / "ablations.json")],
@@ -140,7 +141,52 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 
 # ----- sections -----------------------------------------------------------------------------------------------------
-def speed_section(data: dict[str, Any] | None) -> list[str]:
+PROFILE_GROUPS = {  # torch.profiler op name -> where the time of an iteration goes (first match wins)
+    "matrix products": ("aten::mm", "aten::addmm"),
+    "weight normalisation": ("aten::_weight_norm",),
+    "noise (RNG)": ("aten::normal_", "aten::uniform_"),
+    "Adam and EMA": ("aten::_foreach_", "aten::lerp_", "aten::addcdiv_", "aten::addcmul_", "aten::sqrt_"),
+}
+
+
+def profile_groups(variant: dict[str, Any]) -> dict[str, float] | None:
+    """ms per iteration under torch.profiler by :data:`PROFILE_GROUPS` (self time), plus the rest, if profiled."""
+    total = variant.get("profile_total_ms_per_iteration")
+    if not total:
+        return None
+    groups = dict.fromkeys(PROFILE_GROUPS, 0.0)
+    for op, ms in variant["profile_ms_per_iteration_by_op"].items():
+        group = next((g for g, prefixes in PROFILE_GROUPS.items() if op.startswith(prefixes)), None)
+        if group is not None:
+            groups[group] += ms
+    return {**groups, "everything else": total - sum(groups.values())}
+
+
+def speed_plot(data: dict[str, Any], path: Path) -> None:
+    """ms per iteration of every variant of every run, against the time its matmul FLOPs take at the measured peak."""
+    import matplotlib.pyplot as plt
+
+    runs = data["runs"]
+    variants = list(runs[-1]["variants"])
+    fig, ax = plt.subplots(figsize=(8.5, 3.6))
+    width = 0.8 / len(variants)
+    for j, name in enumerate(variants):
+        xs = [i + (j - (len(variants) - 1) / 2) * width for i in range(len(runs))]
+        ms = [run["variants"].get(name, {}).get("ms_per_iteration_median", 0.0) for run in runs]
+        ax.bar(xs, ms, width, label=name, color=f"C{j}")
+    for i, run in enumerate(runs):
+        ideal = run["variants"]["fast"]["flops_per_iteration"] / run["summary"]["peak_gflops_per_s"] / 1e6
+        ax.hlines(ideal, i - 0.45, i + 0.45, colors="k", linestyles="--", label="matmul FLOPs at the peak" if i == 0 else None)
+    ax.set_xticks(range(len(runs)), [f"run {i} ({run['settings']['threads']} thr.)" for i, run in enumerate(runs, 1)])
+    ax.set_ylabel("ms per iteration (median)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def speed_section(data: dict[str, Any] | None, out: Path, md_dir: Path) -> list[str]:
     lines = ["## 1. Speed: one K+1 training iteration", ""]
     if data is None:
         return [*lines, "No `ssl_throughput.json` yet: `python benchmarks/ssl_throughput.py --json ...`.", ""]
@@ -202,11 +248,31 @@ def speed_section(data: dict[str, Any] | None) -> list[str]:
         ]
         flags += ["--keep-freed-memory"] if settings.get("malloc_tuned") else []
         flags += ["--bf16"] if "fast_bf16_mixed" in run["variants"] else []
+        profiled = run["variants"]["fast"].get("profile_total_ms_per_iteration") is not None
+        flags += ["--profile", settings.get("profile", "N")] if profiled else []
         lines += [
             f"- Run {i}: `python benchmarks/ssl_throughput.py {' '.join(map(str, flags))} --json ...` "
             f"(rebuilt from the run's settings). {machine_line(run['machine'])} Note: {run.get('note', '')}"
         ]
-    return [*lines, ""]
+    speed_plot(data, out / "ssl_throughput.png")
+    lines += ["", link(out / "ssl_throughput.png", md_dir), ""]
+    for i, run in enumerate(data["runs"], 1):
+        grouped = {name: profile_groups(v) for name, v in run["variants"].items()}
+        grouped = {name: g for name, g in grouped.items() if g is not None}
+        if not grouped:
+            continue
+        header = next(iter(grouped.values()))
+        lines += [
+            f"Where the time of run {i} goes ({run['settings']['threads']} thread(s); `torch.profiler` self time "
+            "in ms per iteration, which the profiler itself inflates):",
+            "",
+            *table(
+                ["variant", "under the profiler", *header],
+                [[name, fmt(sum(g.values())), *(fmt(ms) for ms in g.values())] for name, g in grouped.items()],
+            ),
+            "",
+        ]
+    return lines
 
 
 def memory_section(data: dict[str, Any] | None, out: Path, md_dir: Path) -> list[str]:
@@ -545,7 +611,7 @@ def write_report(
     if quick:
         lines += ["**Smoke run (`--quick`): tiny budgets, the numbers only show that the pipeline works.**", ""]
     lines += extra or []
-    lines += speed_section(load_json(results, "ssl_throughput"))
+    lines += speed_section(load_json(results, "ssl_throughput"), results, md_dir)
     lines += memory_section(load_json(results, "memory"), results, md_dir)
     lines += accuracy_section(results, results, md_dir, tracked_only)
     lines += ablations_section(load_json(results, "ablations"), results, md_dir)

@@ -285,6 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "profile_ms_per_iteration_by_op": dict(list(profiles[variant].ms_by_op.items())[:25])
             if variant in profiles
             else {},
+            "profile_total_ms_per_iteration": profiles[variant].total_ms if variant in profiles else None,
             "step_impl": spec.step_impl,
             "optimizer": spec.optimizer.__name__,
             "precision": spec.precision,
@@ -346,6 +347,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 "threads": torch.get_num_threads(),
                 "data": data,
                 "peak_size": args.peak_size,
+                "profile": args.profile,
                 "malloc_tuned": malloc_tuned,
             },
             "machine": {

@@ -41,14 +41,19 @@ def test_quick_report_runs_every_benchmark_and_shows_the_numbers_of_its_files(tm
     assert report == text
     results = tmp_path / "results"
     pngs = ("memory.png", "ablations.png", "diffaugment.png", "report_accuracy_mnist_ssl_quick.png")
-    for png in (*pngs, "report_accuracy_mnist_ssl_quick_vs_time.png"):
+    for png in (*pngs, "report_accuracy_mnist_ssl_quick_vs_time.png", "ssl_throughput.png"):
         assert (results / png).is_file(), png
         assert f"(results/{png})" in report, png
 
     speed = json.loads((results / "ssl_throughput.json").read_text())["runs"][-1]
-    ((row,),) = tables_of(report, "## 1. Speed")
+    (row,), profile = tables_of(report, "## 1. Speed")
     assert row[3] == f"{speed['variants']['fast']['ms_per_iteration_median']:.1f}"
     assert row[5] == f"{speed['summary']['speedup']:.2f}x"
+    assert [r[0] for r in profile] == list(speed["variants"])  # where the time goes, per variant
+    for r in profile:  # the groups add up to the profiled total of the variant
+        total = speed["variants"][r[0]]["profile_total_ms_per_iteration"]
+        assert r[1] == f"{total:.1f}" and sum(map(float, r[2:])) == pytest.approx(total, abs=0.3)
+        assert float(r[2]) > 0  # matrix products were seen
 
     memory = json.loads((results / "memory.json").read_text())
     training, metrics = tables_of(report, "## 2. Memory")
