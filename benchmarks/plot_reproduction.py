@@ -74,9 +74,9 @@ def labels_table(results: Path, prefix: str, labels: list[int]) -> dict[int, dic
     table, lines = (
         {},
         [
-            "| labels | seeds | epochs run | EMA test errors (last epoch, of 10,000) | mean +- std | paper (10 seeds) "
-            "| collapse |",
-            "|---|---|---|---|---|---|---|",
+            "| labels | seeds | epochs run | wall-clock hours per run | EMA test errors (last epoch, of 10,000) "
+            "| mean +- std | paper (10 seeds) | collapse |",
+            "|---|---|---|---|---|---|---|---|",
         ],
     )
     figures = {x_key: plt.subplots(figsize=(7, 4)) for x_key in ("epoch", "wall_s")}
@@ -90,10 +90,19 @@ def labels_table(results: Path, prefix: str, labels: list[int]) -> dict[int, dic
         values = list(final.values())
         mean, std = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
         epochs = sorted({rows[-1]["epoch"] + 1 for rows in runs.values()})
-        table[n] = {"final": final, "mean": mean, "std": std, "epochs": epochs, "collapse_epoch": collapses}
+        hours = {seed: rows[-1]["wall_s"] / 3600 for seed, rows in runs.items()}
+        table[n] = {
+            "final": final,
+            "mean": mean,
+            "std": std,
+            "epochs": epochs,
+            "hours": hours,
+            "collapse_epoch": collapses,
+        }
         fired = [f"seed {s}: epoch {e}" for s, e in sorted(collapses.items()) if e is not None]
         lines.append(
             f"| {n} | {', '.join(map(str, sorted(final)))} | {'-'.join(map(str, sorted({epochs[0], epochs[-1]})))} "
+            f"| {', '.join(f'{hours[s]:.1f}' for s in sorted(hours))} "
             f"| {', '.join(str(final[s]) for s in sorted(final))} | {mean:.0f} +- {std:.0f} | {PAPER.get(n, '')} "
             f"| {'; '.join(fired) if fired else 'none'} |"
         )

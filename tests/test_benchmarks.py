@@ -5,6 +5,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -77,7 +79,8 @@ def test_plot_reproduction_labels_table_marks_collapsed_runs(tmp_path):
     assert table[50]["collapse_epoch"] == {1: 2} and table[200]["collapse_epoch"] == {1: None, 2: None}
     assert table[200]["final"] == {1: 200, 2: 320} and table[200]["epochs"] == [3, 4]
     text = (tmp_path / "mnist_ssl_100_labels_summary.md").read_text()
-    assert "| 50 | 1 | 4 | 3200 | 3200 +- 0 | 221 +- 136 | seed 1: epoch 2 |" in text
-    assert "| 200 | 1, 2 | 3-4 | 200, 320 | 260 +- 85 | 90 +- 4.2 | none |" in text
+    assert "| 50 | 1 | 4 | 0.1 | 3200 | 3200 +- 0 | 221 +- 136 | seed 1: epoch 2 |" in text  # 240 s: 0.07 h
+    assert "| 200 | 1, 2 | 3-4 | 0.1, 0.1 | 200, 320 | 260 +- 85 | 90 +- 4.2 | none |" in text
+    assert table[200]["hours"] == {1: pytest.approx(240 / 3600), 2: pytest.approx(180 / 3600)}
     assert (tmp_path / "mnist_ssl_100_labels_error_vs_epoch.png").is_file()
     assert (tmp_path / "mnist_ssl_100_labels_error_vs_time.png").is_file()
