@@ -83,7 +83,9 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=300)
     parser.add_argument("--max-time", default=None, help="Trainer max_time, DD:HH:MM:SS")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--name", default=None, help="results file prefix (default: the config name); _n<labels> is appended")
+    parser.add_argument(
+        "--name", default=None, help="results file prefix (default: the config name); _n<labels> is appended"
+    )
     parser.add_argument("--results", default=str(RESULTS), help="folder for the JSON lines")
     parser.add_argument("--runs", default="runs", help="the CSVLogger save_dir of the config (for --resume)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's newest last.ckpt")

@@ -176,7 +176,9 @@ def speed_plot(data: dict[str, Any], path: Path) -> None:
         ax.bar(xs, ms, width, label=name, color=f"C{j}")
     for i, run in enumerate(runs):
         ideal = run["variants"]["fast"]["flops_per_iteration"] / run["summary"]["peak_gflops_per_s"] / 1e6
-        ax.hlines(ideal, i - 0.45, i + 0.45, colors="k", linestyles="--", label="matmul FLOPs at the peak" if i == 0 else None)
+        ax.hlines(
+            ideal, i - 0.45, i + 0.45, colors="k", linestyles="--", label="matmul FLOPs at the peak" if i == 0 else None
+        )
     ax.set_xticks(range(len(runs)), [f"run {i} ({run['settings']['threads']} thr.)" for i, run in enumerate(runs, 1)])
     ax.set_ylabel("ms per iteration (median)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
