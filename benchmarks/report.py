@@ -266,7 +266,7 @@ def speed_section(data: dict[str, Any] | None, out: Path, md_dir: Path) -> list[
         header = next(iter(grouped.values()))
         lines += [
             f"Where the time of run {i} goes ({run['settings']['threads']} thread(s); `torch.profiler` self time "
-            "in ms per iteration, which the profiler itself inflates):",
+            "in ms per iteration, which the profiler itself inflates; ops grouped by name, `report.PROFILE_GROUPS`):",
             "",
             *table(
                 ["variant", "under the profiler", *header],
