@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 
 import numpy as np
 import pytest
@@ -36,9 +37,22 @@ def offline_wandb(tmp_path, monkeypatch):
     for name, value in env.items():
         monkeypatch.setenv(name, str(value))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    yield
+    yield wandb
     if wandb.run is not None:
         wandb.finish()
+
+
+def wait_for_record(path, keys, timeout: float = 60.0) -> bytes:
+    """The offline record once it holds every key, or as it is after ``timeout`` seconds.
+
+    Seen under CPU load (tests beside a training run): right after ``finish()`` the file held only its 7-byte header.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        record = path.read_bytes()
+        if all(key.encode() in record for key in keys) or time.monotonic() > deadline:
+            return record
+        time.sleep(0.5)
 
 
 def test_offline_run_holds_hyperparameters_metrics_grids_and_the_label_split(tmp_path, tiny_datamodule, offline_wandb):
@@ -61,11 +75,13 @@ def test_offline_run_holds_hyperparameters_metrics_grids_and_the_label_split(tmp
     )
     trainer.fit(model, datamodule=tiny_datamodule)
     run_id = logger.experiment.id
-    logger.experiment.finish()  # flush the offline run to disk
+    logger.experiment.finish()
+    offline_wandb.teardown()  # stop wandb's service process, which writes the offline record (under load it lags finish())
 
     (offline,) = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}")
-    record = (offline / f"run-{run_id}.wandb").read_bytes()  # the protobuf records `wandb sync` uploads
-    for key in ("unsupervised_weight", "train/d_loss_step", "train/g_loss_fm_epoch", "val/error_ema", "samples"):
+    keys = ("unsupervised_weight", "train/d_loss_step", "train/g_loss_fm_epoch", "val/error_ema", "samples")
+    record = wait_for_record(offline / f"run-{run_id}.wandb", keys)  # the protobuf records `wandb sync` uploads
+    for key in keys:
         assert key.encode() in record, key
 
     images = {p.relative_to(offline / "files" / "media" / "images").as_posix() for p in offline.rglob("*.png")}
