@@ -40,6 +40,11 @@ def read(results: Path, stem: str) -> dict[int, list[dict]]:
     return runs
 
 
+def x_values(rows: list[dict], x_key: str) -> list[float]:
+    """The x axis of a curve: epochs, or wall-clock hours for ``x_key="wall_s"``."""
+    return [r[x_key] / (3600 if x_key == "wall_s" else 1) for r in rows]
+
+
 def save_log_plot(fig: Any, ax: Any, xlabel: str, ylabel: str, path: Path) -> None:
     """Log-scale error axes, legend and grid, written to ``path``."""
     import matplotlib.pyplot as plt
@@ -109,7 +114,7 @@ def labels_table(results: Path, prefix: str, labels: list[int]) -> dict[int, dic
         for style, (seed, rows) in enumerate(sorted(runs.items())):
             errors = [r["test_errors_ema"] / 100 for r in rows]
             for x_key, (_, ax) in figures.items():
-                xs = [r[x_key] / (3600 if x_key == "wall_s" else 1) for r in rows]
+                xs = x_values(rows, x_key)
                 line = LINE_STYLES[style % len(LINE_STYLES)]
                 ax.plot(xs, errors, color=f"C{colour}", ls=line, label=f"{n} labels, seed {seed}")
     for x_key, (fig, ax) in figures.items():
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     for x_key, xlabel, suffix in (("epoch", "epoch", "epoch"), ("wall_s", "wall-clock hours", "time")):
         fig, ax = plt.subplots(figsize=(7, 4))
         for seed, rows in runs.items():
-            xs = [r[x_key] / (3600 if x_key == "wall_s" else 1) for r in rows]
+            xs = x_values(rows, x_key)
             ax.plot(xs, [r["test_errors_ema"] / 100 for r in rows], label=f"seed {seed} EMA")
             ax.plot(xs, [r["test_errors_raw"] / 100 for r in rows], ls=":", alpha=0.6, label=f"seed {seed} raw")
         ax.axhline(0.93, color="k", ls="--", lw=1, label="paper 0.93 %")
