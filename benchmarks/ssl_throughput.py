@@ -1,7 +1,7 @@
 """Throughput of the semi-supervised MNIST training iteration (D step + G step), through the real Trainer.
 
     python benchmarks/ssl_throughput.py --iters 100 --threads 1     # real MNIST from $LIGHTNING_GAN_DATA
-    python benchmarks/ssl_throughput.py --iters 50 --synthetic      # random tensors, no data needed
+    python benchmarks/ssl_throughput.py --iters 50 --synthetic      # generated MNIST-format files, no data needed
     python benchmarks/ssl_throughput.py --iters 100 --threads 1 --json benchmarks/results/ssl_throughput.json
 
 One iteration = one D step on 100 labelled + 100 unlabelled + 100 generated images and one G step (feature
@@ -12,7 +12,14 @@ matching on 100 generated + 100 unlabelled), with the paper's MNIST networks. Th
   ``ReferenceAdam``, one set of foreach kernels for all parameters);
 - ``straightforward``: ``step_impl="straightforward"`` with the same Adam written plainly (``ReferenceAdam(foreach=
   False)``, a loop over parameters): what a plain transcription runs;
-- ``straightforward_foreach_adam``: ``step_impl="straightforward"`` with ``paper_adam``, which isolates the step.
+- ``straightforward_foreach_adam``: ``step_impl="straightforward"`` with ``paper_adam``, which isolates the step;
+- ``straightforward_torchvision_data``: ``straightforward`` reading its batches the way the PyTorch MNIST example does,
+  ``torchvision.datasets.MNIST`` with ``transforms.ToTensor()`` (one PIL image per item, collated by the DataLoader;
+  :class:`TorchvisionMNIST`), where the others index images held in memory as one tensor. Same split, same images.
+
+The first three share one input pipeline, so ``speedup`` (straightforward / fast) is the speed-up of the training
+step alone; ``speedup_torchvision_data`` (straightforward_torchvision_data / fast) is that of the whole iteration
+against a plain implementation, input pipeline included.
 
 All three compute the same numbers (up to float rounding; the noise of D is drawn in another order by the
 straightforward step). They are interleaved: ``--rounds`` rounds, each training every variant in turn for
@@ -41,6 +48,7 @@ import platform
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,9 +56,12 @@ from typing import NamedTuple
 
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
+from lightning.pytorch.utilities import CombinedLoader
+from torch.utils.data import Dataset, Subset
 from torch.utils.flop_counter import FlopCounterMode
+from torchvision import datasets, transforms
 
-from lightning_gan.datamodules import InMemorySemiSupervised, SemiSupervisedMNIST
+from lightning_gan.datamodules import SemiSupervisedMNIST
 from lightning_gan.models import SemiSupervisedGAN, paper_adam
 from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
 from lightning_gan.optim import ReferenceAdam
@@ -61,16 +72,51 @@ def plain_adam(params) -> torch.optim.Optimizer:
     return ReferenceAdam(params, lr=0.003, betas=(0.5, 0.999), eps=1e-8, foreach=False)
 
 
+class ImagesOnly(Dataset):
+    """The images of ``dataset[indices]`` without their labels (the unlabelled batches)."""
+
+    def __init__(self, dataset: Dataset, indices: list[int]) -> None:
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.dataset[self.indices[i]][0]
+
+
+class TorchvisionMNIST(SemiSupervisedMNIST):
+    """:class:`SemiSupervisedMNIST`'s split and loaders over ``torchvision.datasets.MNIST`` + ``ToTensor()``.
+
+    The input pipeline of a plain implementation: each item is decoded to a PIL image and converted back to a tensor,
+    and the DataLoader stacks 100 of them per batch. The pixels are the same (``ToTensor`` divides by 255).
+    """
+
+    def train_dataloader(self) -> CombinedLoader:
+        self._require_train()
+        mnist = datasets.MNIST(self.data_dir, train=True, transform=transforms.ToTensor())
+        labelled = Subset(mnist, self.labelled_indices.tolist())
+        pool = ImagesOnly(mnist, self.unlabelled_indices.tolist())
+        loaders = {
+            "labelled": self._train_loader(labelled, min(self.batch_size, len(labelled)), seed_offset=0),
+            "unlabelled": self._train_loader(pool, self.batch_size, seed_offset=1),
+            "unlabelled_g": self._train_loader(pool, self.batch_size, seed_offset=2),
+        }
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+
 class Variant(NamedTuple):
     step_impl: str
     optimizer: Callable[..., torch.optim.Optimizer]  # of both players
     precision: str = "32-true"  # Trainer precision
+    data: str = "in_memory"  # or "torchvision": TorchvisionMNIST
 
 
 VARIANTS = {
     "fast": Variant("fast", paper_adam),
     "straightforward": Variant("straightforward", plain_adam),
     "straightforward_foreach_adam": Variant("straightforward", paper_adam),  # isolates step_impl
+    "straightforward_torchvision_data": Variant("straightforward", plain_adam, data="torchvision"),
 }
 BF16 = {"fast_bf16_mixed": Variant("fast", paper_adam, "bf16-mixed")}  # --bf16: other numerics
 
@@ -239,13 +285,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rounds = max(1, min(args.rounds, args.iters))
     per_round = [args.iters // rounds + (r < args.iters % rounds) for r in range(rounds)]
     longest = args.warmup + max(per_round)
-    if args.synthetic:
-        n = args.batch_size * (longest + 2)
-        dm = InMemorySemiSupervised(
-            torch.rand(n, 1, 28, 28), torch.arange(n) % 10, num_labelled=100, val_size=0, batch_size=args.batch_size
-        )
-    else:
-        dm = SemiSupervisedMNIST(data_dir=args.data_dir, num_labelled=100, val_size=0, batch_size=args.batch_size)
+    data_dir = args.data_dir
+    if args.synthetic:  # MNIST-format files, so that torchvision's reader has something to read
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from machine import write_synthetic_mnist
+
+        data_dir = str(write_synthetic_mnist(tempfile.mkdtemp(), n_train=args.batch_size * (longest + 2), n_test=10))
+    modules = {"in_memory": SemiSupervisedMNIST, "torchvision": TorchvisionMNIST}
+    dms = {
+        key: module(data_dir=data_dir, num_labelled=100, val_size=0, batch_size=args.batch_size)
+        for key, module in modules.items()
+    }
 
     variants = {**VARIANTS, **(BF16 if args.bf16 else {})}
     peaks = [matmul_peak_gflops(args.peak_size, args.peak_repeats)]
@@ -253,17 +303,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     timers = {name: IterationTimer(args.warmup) for name in variants}
     for r, timed in enumerate(per_round):
         for name, variant in variants.items():  # interleaved: A, B, C, A, B, C, ...
-            fit(models[name], dm, args.warmup + timed, 1000 + r, [timers[name]], variant.precision)
+            fit(models[name], dms[variant.data], args.warmup + timed, 1000 + r, [timers[name]], variant.precision)
     peaks.append(matmul_peak_gflops(args.peak_size, args.peak_repeats))
     bf16_peak = matmul_peak_gflops(args.peak_size, args.peak_repeats, torch.bfloat16) if args.bf16 else None
     flop_counters = {name: FlopCounter(batch_idx=0) for name in variants}
     for name, variant in variants.items():  # after the timing: counting slows the counted iteration down
-        fit(models[name], dm, 1, 999, [flop_counters[name]], variant.precision)
+        fit(models[name], dms[variant.data], 1, 999, [flop_counters[name]], variant.precision)
     profiles = {}
     if args.profile > 0:
         for name, variant in variants.items():
             profiles[name] = Profile(skip=args.warmup)
-            fit(models[name], dm, args.warmup + args.profile, 998, [profiles[name]], variant.precision)
+            fit(models[name], dms[variant.data], args.warmup + args.profile, 998, [profiles[name]], variant.precision)
 
     peak = max(peaks)
     results: dict[str, dict[str, float]] = {}
@@ -289,10 +339,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             "step_impl": spec.step_impl,
             "optimizer": spec.optimizer.__name__,
             "precision": spec.precision,
+            "data": spec.data,
         }
     fast = results["fast"]
     speedup = results["straightforward"]["ms_per_iteration_median"] / fast["ms_per_iteration_median"]
     speedup_step = results["straightforward_foreach_adam"]["ms_per_iteration_median"] / fast["ms_per_iteration_median"]
+    speedup_data = (
+        results["straightforward_torchvision_data"]["ms_per_iteration_median"] / fast["ms_per_iteration_median"]
+    )
     images_per_s = 1000 * args.batch_size / fast["ms_per_iteration_median"]
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     iters_per_epoch = 55000 // args.batch_size  # the default 5,000-image validation hold-out
@@ -303,6 +357,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "ms_per_iteration": fast["ms_per_iteration_median"],
         "speedup": speedup,
         "speedup_same_optimizer": speedup_step,
+        "speedup_torchvision_data": speedup_data,
         "peak_gflops_per_s": peak,
     }
     if bf16_peak is not None:
@@ -327,6 +382,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for variant, profile in profiles.items():
         print(f"{variant} profile, top ops by self time:\n{profile.table(rows=15)}")
     print(f"speedup={speedup:.2f} (fast vs straightforward), {speedup_step:.2f} with the same foreach Adam")
+    print(f"speedup_torchvision_data={speedup_data:.2f} (fast vs straightforward reading torchvision's MNIST)")
     if bf16_peak is not None:
         print(f"speedup of fast_bf16_mixed vs straightforward (fp32): {summary['speedup_bf16_mixed']:.2f}")
     print(f"seconds_per_epoch={fast['ms_per_iteration_median'] * iters_per_epoch / 1000:.1f} ({iters_per_epoch} it)")

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -26,8 +27,16 @@ def test_ssl_throughput_smoke_prints_rss_and_images_per_second_last(capsys, tmp_
     assert re.fullmatch(r"images_per_s=\d+\.\d+", lines[-1])
     assert result["images_per_s"] > 0 and result["peak_rss_mb"] > 100
     assert any(re.match(r"speedup=\d+\.\d+ \(fast vs straightforward\)", line) for line in lines)
+    assert any(re.match(r"speedup_torchvision_data=\d+\.\d+ ", line) for line in lines)
     (run,) = json.loads(out.read_text())["runs"]
-    assert set(run["variants"]) == {"fast", "straightforward", "straightforward_foreach_adam"}
+    assert set(run["variants"]) == {
+        "fast",
+        "straightforward",
+        "straightforward_foreach_adam",
+        "straightforward_torchvision_data",
+    }
+    assert run["variants"]["straightforward_torchvision_data"]["data"] == "torchvision"
+    assert run["summary"]["speedup_torchvision_data"] > 0
     flops = {v["flops_per_iteration"] for v in run["variants"].values()}
     # the paper networks' products: D step 3 x 100 images forward + backward, G step 2 x 100 through D, G 3 x 100
     assert flops == {3_759_300_000}
@@ -84,3 +93,24 @@ def test_plot_reproduction_labels_table_marks_collapsed_runs(tmp_path):
     assert table[200]["hours"] == {1: pytest.approx(240 / 3600), 2: pytest.approx(180 / 3600)}
     assert (tmp_path / "mnist_ssl_100_labels_error_vs_epoch.png").is_file()
     assert (tmp_path / "mnist_ssl_100_labels_error_vs_time.png").is_file()
+
+
+def test_torchvision_baseline_reads_the_same_batches_as_the_in_memory_module(tmp_path):
+    from lightning.pytorch import seed_everything
+
+    from lightning_gan.datamodules import SemiSupervisedMNIST
+    from tests.fake_datasets import write_mnist_like
+
+    write_mnist_like(tmp_path, n_train=300, n_test=10)
+    baseline = load("ssl_throughput").TorchvisionMNIST
+    batches = []
+    for module in (SemiSupervisedMNIST, baseline):
+        dm = module(data_dir=str(tmp_path), num_labelled=20, val_size=0, batch_size=50)
+        dm.setup("fit")
+        seed_everything(3)
+        batches.append(next(iter(dm.train_dataloader()))[0])
+    ours, theirs = batches
+    assert torch.equal(ours["labelled"][0], theirs["labelled"][0])
+    assert torch.equal(ours["labelled"][1], theirs["labelled"][1])
+    assert torch.equal(ours["unlabelled"], theirs["unlabelled"])
+    assert torch.equal(ours["unlabelled_g"], theirs["unlabelled_g"])

@@ -25,7 +25,8 @@ class SemiSupervisedCIFAR10(SemiSupervisedDataModule):
         label_seed: the only seed the labelled subset depends on.
         batch_size: images per batch and process (the reference: 100).
         **kwargs: the other arguments of :class:`~lightning_gan.datamodules.SemiSupervisedDataModule`
-            (``val_size``, ``val_seed``, ``label_split``, ``num_workers``, ``init_size``, ``value_range``).
+            (``val_size``, ``val_seed``, ``label_split``, ``num_workers``, ``init_size``, ``value_range``,
+            ``tile_labelled``).
 
     Example:
         >>> dm = SemiSupervisedCIFAR10()

@@ -24,7 +24,8 @@ class SemiSupervisedMNIST(SemiSupervisedDataModule):
         label_seed: the only seed the labelled subset depends on.
         batch_size: images per batch (the paper: 100 labelled + 100 unlabelled + 100 generated).
         **kwargs: the other arguments of :class:`~lightning_gan.datamodules.SemiSupervisedDataModule`
-            (``val_size``, ``val_seed``, ``label_split``, ``num_workers``, ``init_size``, ``value_range``).
+            (``val_size``, ``val_seed``, ``label_split``, ``num_workers``, ``init_size``, ``value_range``,
+            ``tile_labelled``).
 
     Example:
         >>> import os

@@ -76,7 +76,8 @@ def test_offline_run_holds_hyperparameters_metrics_grids_and_the_label_split(tmp
     trainer.fit(model, datamodule=tiny_datamodule)
     run_id = logger.experiment.id
     logger.experiment.finish()
-    offline_wandb.teardown()  # stop wandb's service process, which writes the offline record (under load it lags finish())
+    # stop wandb's service process, which writes the offline record (under load it lags finish())
+    offline_wandb.teardown()
 
     (offline,) = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}")
     keys = ("unsupervised_weight", "train/d_loss_step", "train/g_loss_fm_epoch", "val/error_ema", "samples")

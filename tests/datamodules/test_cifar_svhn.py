@@ -153,3 +153,23 @@ def test_fit_after_validate_still_writes_the_split_into_the_run_directory(tmp_pa
     dm.trainer = trainer
     dm.setup("fit")
     assert (Path(trainer.log_dir) / "label_split.json").is_file()
+
+
+@pytest.mark.parametrize("tile", [False, True])
+def test_a_labelled_set_smaller_than_a_batch_is_tiled_only_on_request(tile):
+    from lightning_gan.datamodules import InMemorySemiSupervised
+
+    images, targets = torch.rand(200, 1, 4, 4), torch.arange(200) % 4
+    dm = InMemorySemiSupervised(images, targets, num_labelled=8, val_size=0, batch_size=24, tile_labelled=tile)
+    dm.setup("fit")
+    for _ in range(3):  # the labelled loader is cycled several times per epoch
+        batch, _, _ = next(iter(dm.train_dataloader()))
+        x, y = batch["labelled"]
+        # each labelled image is a distinct random image: match rows to indices
+        rows = (x.flatten(1)[:, None] == images[dm.labelled_indices].flatten(1)[None]).all(-1).float().argmax(1)
+        counts = torch.bincount(rows, minlength=8)
+        if tile:  # as the reference: a batch of 24 holds each of the 8 images 3 times
+            assert len(y) == 24 and counts.tolist() == [3] * 8
+        else:  # the set itself, each image once
+            assert len(y) == 8 and counts.tolist() == [1] * 8
+        assert torch.equal(y, targets[dm.labelled_indices][rows])
