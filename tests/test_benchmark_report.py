@@ -49,6 +49,11 @@ def test_quick_report_runs_every_benchmark_and_shows_the_numbers_of_its_files(tm
     (row,), profile = tables_of(report, "## 1. Speed")
     assert row[3] == f"{speed['variants']['fast']['ms_per_iteration_median']:.1f}"
     assert row[5] == f"{speed['summary']['speedup']:.2f}x"
+    plain_data = speed["variants"]["straightforward_torchvision_data"]
+    assert row[6] == f"{plain_data['ms_per_iteration_median']:.1f}"
+    assert row[7] == f"{speed['summary']['speedup_torchvision_data']:.2f}x"
+    best = max(speed["summary"]["speedup"], speed["summary"]["speedup_torchvision_data"])
+    assert row[-1] == load("report").goal_verdict(speed["variants"]["fast"]["fraction_of_peak"], best)
     assert [r[0] for r in profile] == list(speed["variants"])  # where the time goes, per variant
     for r in profile:  # the groups add up to the profiled total of the variant
         total = speed["variants"][r[0]]["profile_total_ms_per_iteration"]
@@ -91,6 +96,14 @@ def test_quick_report_runs_every_benchmark_and_shows_the_numbers_of_its_files(tm
         assert row[5] == f"{run['metrics/fid']:.2f}" and row[3] == str(run["iterations"]) == "3"
     images = {run["fraction"]: run["train_images"] for run in diffaugment["runs"]}
     assert images[0.1] < images[0.2] < images[1.0]
+
+
+def test_the_speed_goal_verdict_names_what_falls_short():
+    verdict = load("report").goal_verdict
+    assert verdict(0.53, 1.36) == "not met: 1.36x"
+    assert verdict(0.37, 1.68) == "not met: 37 % of peak"
+    assert verdict(0.49, 1.2) == "not met: 49 % of peak, 1.20x"
+    assert verdict(0.5, 1.5) == "met"
 
 
 def test_report_without_results_says_what_to_run(tmp_path):
