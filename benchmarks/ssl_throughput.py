@@ -21,7 +21,7 @@ The first three share one input pipeline, so ``speedup`` (straightforward / fast
 step alone; ``speedup_torchvision_data`` (straightforward_torchvision_data / fast) is that of the whole iteration
 against a plain implementation, input pipeline included.
 
-All three compute the same numbers (up to float rounding; the noise of D is drawn in another order by the
+All four compute the same numbers (up to float rounding; the noise of D is drawn in another order by the
 straightforward step). They are interleaved: ``--rounds`` rounds, each training every variant in turn for
 ``--warmup`` untimed plus ``iters / rounds`` timed iterations (a fresh ``Trainer.fit`` each, seeded alike, so all
 see the same batches). An iteration's time runs from the end of one training batch to the end of the next, so it
@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from machine import write_synthetic_mnist
 
-        data_dir = str(write_synthetic_mnist(tempfile.mkdtemp(), n_train=args.batch_size * (longest + 2), n_test=10))
+        synthetic_dir = tempfile.TemporaryDirectory()  # removed when main returns
+        data_dir = str(write_synthetic_mnist(synthetic_dir.name, n_train=args.batch_size * (longest + 2), n_test=10))
     modules = {"in_memory": SemiSupervisedMNIST, "torchvision": TorchvisionMNIST}
     dms = {
         key: module(data_dir=data_dir, num_labelled=100, val_size=0, batch_size=args.batch_size)
