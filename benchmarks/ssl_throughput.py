@@ -5,23 +5,27 @@
     python benchmarks/ssl_throughput.py --iters 100 --threads 1 --json benchmarks/results/ssl_throughput.json
 
 One iteration = one D step on 100 labelled + 100 unlabelled + 100 generated images and one G step (feature
-matching on 100 generated + 100 unlabelled), with the paper's MNIST networks. Three variants of
+matching on 100 generated + 100 unlabelled), with the paper's MNIST networks. Five variants of
 :class:`~lightning_gan.models.SemiSupervisedGAN` are timed in the same process on the same batches (:data:`VARIANTS`):
 
-- ``fast``: ``step_impl="fast"`` (the default) with :func:`~lightning_gan.models.paper_adam` (the reference's Adam,
-  ``ReferenceAdam``, one set of foreach kernels for all parameters);
+- ``fast``: ``step_impl="fast"`` (the default) with ``paper_adam(fused=True)`` (the reference's Adam,
+  ``ReferenceAdam``, its update compiled by ``torch.compile`` into one pass per parameter; from run 8 on, before
+  that the foreach update of ``fast_foreach_adam``);
+- ``fast_foreach_adam``: ``step_impl="fast"`` with :func:`~lightning_gan.models.paper_adam` (one set of foreach
+  kernels for all parameters, seven passes over each), which isolates the fused update;
 - ``straightforward``: ``step_impl="straightforward"`` with the same Adam written plainly (``ReferenceAdam(foreach=
   False)``, a loop over parameters): what a plain transcription runs;
-- ``straightforward_foreach_adam``: ``step_impl="straightforward"`` with ``paper_adam``, which isolates the step;
+- ``straightforward_foreach_adam``: ``step_impl="straightforward"`` with ``paper_adam``, which isolates the step
+  (against ``fast_foreach_adam``);
 - ``straightforward_torchvision_data``: ``straightforward`` reading its batches the way the PyTorch MNIST example does,
   ``torchvision.datasets.MNIST`` with ``transforms.ToTensor()`` (one PIL image per item, collated by the DataLoader;
   :class:`TorchvisionMNIST`), where the others index images held in memory as one tensor. Same split, same images.
 
-The first three share one input pipeline, so ``speedup`` (straightforward / fast) is the speed-up of the training
+All but the last share one input pipeline, so ``speedup`` (straightforward / fast) is the speed-up of the training
 step alone; ``speedup_torchvision_data`` (straightforward_torchvision_data / fast) is that of the whole iteration
 against a plain implementation, input pipeline included.
 
-All four compute the same numbers (up to float rounding; the noise of D is drawn in another order by the
+All five compute the same numbers (up to float rounding; the noise of D is drawn in another order by the
 straightforward step). They are interleaved: ``--rounds`` rounds, each training every variant in turn for
 ``--warmup`` untimed plus ``iters / rounds`` timed iterations (a fresh ``Trainer.fit`` each, seeded alike, so all
 see the same batches). An iteration's time runs from the end of one training batch to the end of the next, so it
@@ -112,10 +116,16 @@ class Variant(NamedTuple):
     data: str = "in_memory"  # or "torchvision": TorchvisionMNIST
 
 
+def fused_paper_adam(params) -> torch.optim.Optimizer:
+    """``paper_adam`` with the compiled one-pass update (``ReferenceAdam(fused=True)``)."""
+    return paper_adam(params, fused=True)
+
+
 VARIANTS = {
-    "fast": Variant("fast", paper_adam),
+    "fast": Variant("fast", fused_paper_adam),
+    "fast_foreach_adam": Variant("fast", paper_adam),  # isolates the fused Adam
     "straightforward": Variant("straightforward", plain_adam),
-    "straightforward_foreach_adam": Variant("straightforward", paper_adam),  # isolates step_impl
+    "straightforward_foreach_adam": Variant("straightforward", paper_adam),  # vs fast_foreach_adam: isolates step_impl
     "straightforward_torchvision_data": Variant("straightforward", plain_adam, data="torchvision"),
 }
 BF16 = {"fast_bf16_mixed": Variant("fast", paper_adam, "bf16-mixed")}  # --bf16: other numerics
@@ -344,7 +354,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         }
     fast = results["fast"]
     speedup = results["straightforward"]["ms_per_iteration_median"] / fast["ms_per_iteration_median"]
-    speedup_step = results["straightforward_foreach_adam"]["ms_per_iteration_median"] / fast["ms_per_iteration_median"]
+    fast_foreach = results["fast_foreach_adam"]["ms_per_iteration_median"]
+    speedup_step = results["straightforward_foreach_adam"]["ms_per_iteration_median"] / fast_foreach
+    speedup_fused = fast_foreach / fast["ms_per_iteration_median"]
     speedup_data = (
         results["straightforward_torchvision_data"]["ms_per_iteration_median"] / fast["ms_per_iteration_median"]
     )
@@ -357,7 +369,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "images_per_s": images_per_s,
         "ms_per_iteration": fast["ms_per_iteration_median"],
         "speedup": speedup,
-        "speedup_same_optimizer": speedup_step,
+        "speedup_same_optimizer": speedup_step,  # straightforward_foreach_adam / fast_foreach_adam
+        "speedup_fused_adam": speedup_fused,  # fast_foreach_adam / fast
         "speedup_torchvision_data": speedup_data,
         "peak_gflops_per_s": peak,
     }
@@ -383,6 +396,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for variant, profile in profiles.items():
         print(f"{variant} profile, top ops by self time:\n{profile.table(rows=15)}")
     print(f"speedup={speedup:.2f} (fast vs straightforward), {speedup_step:.2f} with the same foreach Adam")
+    print(f"speedup_fused_adam={speedup_fused:.2f} (fast vs fast_foreach_adam)")
     print(f"speedup_torchvision_data={speedup_data:.2f} (fast vs straightforward reading torchvision's MNIST)")
     if bf16_peak is not None:
         print(f"speedup of fast_bf16_mixed vs straightforward (fp32): {summary['speedup_bf16_mixed']:.2f}")

@@ -2,6 +2,8 @@
 
 - :class:`GaussianNoise`: additive noise in the discriminator (openai/improved-gan ``GaussianNoiseLayer``).
 - :class:`Bias`: a learned shift, for batch norm with a shift but no scale (the MNIST and CIFAR generators).
+- :class:`Softplus`: ``nn.Softplus()`` with a forward that is about twice as fast on the CPU, where torch's ``log1p``
+  is not vectorised (the MNIST generator).
 - :func:`weight_normalize`: any linear / conv / transposed-conv layer under
   ``torch.nn.utils.parametrizations.weight_norm`` (Salimans & Kingma 2016), initialised as in the reference code;
   :func:`weight_norm_linear`, :func:`weight_norm_conv2d` and :func:`weight_norm_conv_transpose2d` build and wrap one.
@@ -26,6 +28,7 @@ __all__ = [
     "Bias",
     "GaussianNoise",
     "MinibatchDiscrimination",
+    "Softplus",
     "VirtualBatchNorm1d",
     "VirtualBatchNorm2d",
     "data_dependent_init",
@@ -82,6 +85,47 @@ class Bias(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.bias.view(-1, *([1] * (x.dim() - 2)))  # [C] -> [C, 1, ...]: broadcast over positions
+
+
+class _CPUSoftplus(torch.autograd.Function):
+    """softplus(x) = max(x, 0) + log1p(exp(-|x|)), with log1p from the vectorised ``log`` (Kahan's trick).
+
+    Hand-written for speed only: torch's CPU ``softplus`` (and ``log1p``, ``logaddexp``, ``logsigmoid``) runs about
+    10 ns per element, scalar code, against 1-2 ns for ``exp`` and ``log``. ``log1p(e) = log(u) * e / (u - 1)`` with
+    ``u = 1 + e`` (and ``e`` where ``u`` rounds to 1) is accurate to a few ulp (Goldberg 1991, theorem 4). The
+    backward is torch's own ``softplus_backward``, so gradients are torch's.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        e = torch.exp(-x.abs())  # in (0, 1]
+        u = e + 1
+        log1p = torch.log(u).mul_(e).div_(u - 1)  # NaN where u == 1, replaced below
+        out = torch.where(u == 1, e, log1p).add_(x.clamp_min(0))
+        return torch.where(x > 20, x, out)  # torch's threshold: x itself above 20
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return torch.ops.aten.softplus_backward(grad, x, 1.0, 20.0)
+
+
+class Softplus(nn.Module):
+    """``nn.Softplus()`` (beta 1, threshold 20), faster on the CPU; elsewhere it is ``F.softplus``.
+
+    Agrees with ``F.softplus`` to a few float ulp (for ``x > 20`` both return ``x``), and its gradient is torch's.
+
+    Example:
+        >>> x = torch.linspace(-30, 30, 13)
+        >>> torch.allclose(Softplus()(x), nn.functional.softplus(x), rtol=1e-6, atol=0)
+        True
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):  # bf16 autocast, say
+            return nn.functional.softplus(x)
+        return _CPUSoftplus.apply(x)
 
 
 def weight_normalize(

@@ -10,6 +10,7 @@ from lightning_gan.layers import (
     Bias,
     GaussianNoise,
     MinibatchDiscrimination,
+    Softplus,
     VirtualBatchNorm1d,
     VirtualBatchNorm2d,
     data_dependent_init,
@@ -242,3 +243,23 @@ def test_vbn_generator_reference_batch_survives_a_checkpoint_and_train_equals_ev
         assert not torch.allclose(g(z), out_train, atol=1e-3)
     with pytest.raises(ValueError, match="norm must be"):
         MNISTGenerator(norm="layer")
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float32, 5e-7), (torch.float64, 1e-15)])
+def test_softplus_equals_torch_to_a_few_ulp_and_has_torch_gradients(dtype, rtol):
+    special = torch.tensor(
+        [-math.inf, -100.0, -20.0, -1e-3, -1e-30, 0.0, 1e-30, 1e-3, 19.9, 20.0, 20.1, 100.0, math.inf]
+    )
+    x = torch.cat([special, torch.linspace(-30, 30, 20001), torch.randn(10000) * 3]).to(dtype).requires_grad_()
+    ours = Softplus()(x)
+    theirs = nn.functional.softplus(x)
+    finite = theirs.isfinite()
+    tiny = torch.finfo(dtype).tiny  # below it (denormals, softplus(-100) in float32) only absolute error is meaningful
+    torch.testing.assert_close(ours[finite], theirs[finite], rtol=rtol, atol=tiny)  # relative: small values too
+    assert ours[0] == 0 and ours[12] == math.inf  # softplus(-inf) = 0, softplus(inf) = inf
+    assert torch.equal(ours[x > 20], x[x > 20])  # as torch: x itself above the threshold
+    grad = torch.randn_like(x)
+    (ours_grad,) = torch.autograd.grad(ours, x, grad)
+    (theirs_grad,) = torch.autograd.grad(theirs, x, grad)
+    assert torch.equal(ours_grad, theirs_grad)
+    assert torch.isnan(Softplus()(torch.tensor([math.nan], dtype=dtype))).all()

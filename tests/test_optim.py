@@ -143,3 +143,52 @@ def test_foreach_and_the_plain_loop_give_the_same_parameters():
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
     assert not torch.equal(results[0][0], torch.ones(3, 4, dtype=torch.float64))  # they moved
+
+
+def test_fused_update_equals_the_reference_formula_with_a_changing_lr():
+    rng = np.random.default_rng(4)
+    p0 = rng.normal(size=(3, 5))
+    grads = [rng.normal(size=(3, 5)) * scale for scale in (1.0, 1e-3, 1e-6, 2.0, 1e-7, 0.5)]
+    p = torch.nn.Parameter(torch.tensor(p0))
+    q = torch.nn.Parameter(torch.tensor(p0[0]))  # a second shape in the same group
+    opt = ReferenceAdam([p, q], lr=0.003, betas=(0.5, 0.999), eps=1e-8, fused=True)
+    expected_p, expected_q = p0.copy(), p0[0].copy()
+    for k in range(len(grads)):
+        lr = 0.003 if k < 3 else 0.001  # the step size is a tensor argument: a new lr must not be a stale constant
+        opt.param_groups[0]["lr"] = lr
+        p.grad, q.grad = torch.tensor(grads[k]), torch.tensor(grads[k][1])
+        opt.step()
+    # the numpy reference with the same lr schedule: lr only scales each step, so run it step by step
+    m_p, v_p, m_q, v_q = (np.zeros_like(expected_p), np.zeros_like(expected_p), np.zeros(5), np.zeros(5))
+    for t, g in enumerate(grads, start=1):
+        lr = 0.003 if t <= 3 else 0.001
+        for state, grad in ((0, g), (1, g[1])):
+            m, v, x = (m_p, v_p, expected_p) if state == 0 else (m_q, v_q, expected_q)
+            m[...] = 0.5 * m + 0.5 * grad
+            v[...] = 0.999 * v + 0.001 * grad**2
+            x[...] = x - lr * (m / (1 - 0.5**t)) / np.sqrt(v / (1 - 0.999**t) + 1e-8)
+    np.testing.assert_allclose(p.detach().numpy(), expected_p, rtol=1e-12)
+    np.testing.assert_allclose(q.detach().numpy(), expected_q, rtol=1e-12)
+    assert opt.param_groups[0]["fused"]  # it compiled; no fallback
+
+
+def test_fused_falls_back_to_foreach_with_a_warning_when_compiling_fails(monkeypatch):
+    import lightning_gan.optim as optim
+
+    def broken() -> None:
+        def update(*args) -> None:
+            raise RuntimeError("no C++ compiler")
+
+        return update
+
+    monkeypatch.setattr(optim, "_compiled_update", broken)
+    rng = np.random.default_rng(5)
+    grads = [rng.normal(size=4) for _ in range(3)]
+    p = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    opt = ReferenceAdam([p], lr=0.1, fused=True)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed.*no C\\+\\+ compiler.*foreach"):
+        for g in grads:
+            p.grad = torch.tensor(g)
+            opt.step()
+    assert not opt.param_groups[0]["fused"]
+    np.testing.assert_allclose(p.detach().numpy(), reference_adam_numpy(np.zeros(4), grads, 0.1, 0.9, 0.999, 1e-8))

@@ -9,6 +9,8 @@ from lightning_gan.datamodules.semi_supervised import (
     ReshufflingDistributedSampler,
     SemiSupervisedDataModule,
     UnlabelledImages,
+    collate_for,
+    collate_gathered,
     default_data_dir,
 )
 from lightning_gan.datamodules.splits import LabelSplit, select_labelled, select_validation, targets_hash
@@ -31,6 +33,8 @@ __all__ = [
     "SemiSupervisedSVHN",
     "UnlabelledImages",
     "VisionDatasetSpec",
+    "collate_for",
+    "collate_gathered",
     "default_data_dir",
     "load_vision_dataset",
     "missing_files",

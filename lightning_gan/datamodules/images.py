@@ -21,7 +21,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_gan.datamodules.semi_supervised import UnlabelledImages, default_data_dir
+from lightning_gan.datamodules.semi_supervised import UnlabelledImages, collate_gathered, default_data_dir
 from lightning_gan.datamodules.splits import as_long_tensor, select_validation, targets_hash
 from lightning_gan.datamodules.vision import check_files, download_vision_dataset, get_spec, load_vision_dataset
 
@@ -152,19 +152,6 @@ class DataSubset:
             raise ValueError(f"the data subset from {source} has indices outside the {n} training images")
         if kept & held_out:
             raise ValueError(f"the data subset from {source} trains on {len(kept & held_out)} validation images")
-
-
-class _Images(Dataset):
-    """All of ``images``, as bare tensors."""
-
-    def __init__(self, images: Tensor) -> None:
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> Tensor:
-        return self.images[i]
 
 
 class ImageDataModule(LightningDataModule):
@@ -360,6 +347,7 @@ class ImageDataModule(LightningDataModule):
             batch_size=self.batch_size,
             shuffle=train,
             drop_last=train,
+            collate_fn=collate_gathered,  # UnlabelledImages gathers whole batches
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -384,7 +372,7 @@ class ImageDataModule(LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         if self._test is None:
             raise RuntimeError(f"{type(self).__name__}: call setup('test') before test_dataloader()")
-        return self._loader(_Images(self._test), train=False)
+        return self._loader(UnlabelledImages(self._test, torch.arange(len(self._test))), train=False)
 
     def predict_dataloader(self) -> DataLoader:
         """The test images, read only when ``predict`` is asked for, like ``test``."""

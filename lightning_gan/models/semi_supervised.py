@@ -55,7 +55,7 @@ GENERATOR_LOSSES = ("feature_matching", "non_saturating")
 STEP_IMPLS = ("fast", "straightforward")
 
 
-def paper_adam(params: Any) -> torch.optim.Optimizer:
+def paper_adam(params: Any, fused: bool = False) -> torch.optim.Optimizer:
     """The reference's Adam: lr 0.003, betas (0.5, 0.999), ``eps`` 1e-8 under the square root (``ReferenceAdam``).
 
     openai/improved-gan ``train_mnist_feature_matching.py`` divides by ``sqrt(v_hat + 1e-8)``; torch's Adam divides by
@@ -63,8 +63,11 @@ def paper_adam(params: Any) -> torch.optim.Optimizer:
     (the discriminator runs away, ``docs/reproduction.md``), and 1e-4 damps the generator's hidden layers, whose
     gradients sit at ``sqrt(v_hat)`` ~ 1e-4, up to 1.4 times more than the reference; with 50 labels that made
     three of six seeds collapse in the first epochs where the reference's Adam did not.
+
+    ``fused=True`` compiles the update into one pass per parameter (``ReferenceAdam(fused=True)``): the same numbers
+    to float rounding, about six times faster on the CPU.
     """
-    return ReferenceAdam(params, lr=0.003, betas=(0.5, 0.999), eps=1e-8)
+    return ReferenceAdam(params, lr=0.003, betas=(0.5, 0.999), eps=1e-8, fused=fused)
 
 
 class SemiSupervisedGAN(AdversarialModule):

@@ -20,7 +20,14 @@ import math
 import torch
 from torch import Tensor, nn
 
-from lightning_gan.layers import Bias, GaussianNoise, MinibatchDiscrimination, VirtualBatchNorm1d, weight_norm_linear
+from lightning_gan.layers import (
+    Bias,
+    GaussianNoise,
+    MinibatchDiscrimination,
+    Softplus,
+    VirtualBatchNorm1d,
+    weight_norm_linear,
+)
 from lightning_gan.networks.registry import register_net
 
 
@@ -78,9 +85,9 @@ class MNISTGenerator(nn.Module):
             nn.init.xavier_uniform_(linear.weight)  # Lasagne's default GlorotUniform
             if norm == "batch":
                 # improved-gan nn.batch_norm(g=None): eps 1e-6, running averages with momentum 0.1, no scale
-                layers += [linear, nn.BatchNorm1d(hidden_dim, eps=1e-6, affine=False), Bias(hidden_dim), nn.Softplus()]
+                layers += [linear, nn.BatchNorm1d(hidden_dim, eps=1e-6, affine=False), Bias(hidden_dim), Softplus()]
             else:
-                layers += [linear, VirtualBatchNorm1d(hidden_dim, ref_size=ref_batch_size, eps=1e-6), nn.Softplus()]
+                layers += [linear, VirtualBatchNorm1d(hidden_dim, ref_size=ref_batch_size, eps=1e-6), Softplus()]
         self.hidden = nn.Sequential(*layers)
         if norm == "virtual_batch":
             self.register_buffer("ref_noise", self.sample_noise(ref_batch_size))  # [B_ref, noise_dim], fixed

@@ -51,6 +51,43 @@ def test_unlabelled_batches_carry_no_labels_and_an_epoch_is_one_pass(mnist):
     assert 0.0 <= batch["unlabelled"].min() and batch["unlabelled"].max() <= 1.0
 
 
+class PerImage(torch.utils.data.Dataset):
+    """A dataset's items one by one, without its ``__getitems__``: the DataLoader's per-image path."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return self.dataset[i]
+
+
+@requires_mnist
+def test_gathered_batches_equal_per_image_batches(mnist):
+    """One gather per batch (``__getitems__``) yields exactly what per-image loading with default_collate does."""
+    from torch.utils.data import DataLoader
+
+    from lightning_gan.datamodules import LabelledImages, UnlabelledImages, collate_for, collate_gathered
+
+    images, targets = mnist._train
+    labelled = LabelledImages(images, targets, mnist.labelled_indices)
+    for dataset in (labelled, UnlabelledImages(images, mnist.validation_indices)):
+        assert collate_for(dataset) is collate_gathered
+        torch.manual_seed(0)
+        gathered = list(DataLoader(dataset, batch_size=32, shuffle=True, collate_fn=collate_for(dataset)))
+        torch.manual_seed(0)
+        per_image = list(DataLoader(PerImage(dataset), batch_size=32, shuffle=True))  # default_collate
+        assert len(gathered) == len(per_image) > 1
+        for a, b in zip(gathered, per_image, strict=True):
+            a, b = (a, b) if isinstance(a, list) else ([a], [b])
+            assert len(a) == len(b)
+            for u, v in zip(a, b, strict=True):
+                assert u.dtype == v.dtype and torch.equal(u, v)
+    assert collate_for(PerImage(labelled)) is None  # other datasets keep the DataLoader's default_collate
+
+
 @requires_mnist
 def test_test_set_is_loaded_only_for_test(mnist):
     assert mnist._test is None
