@@ -67,6 +67,7 @@ class EMA(AveragedModel):
         self.decay = decay
         self.requires_grad_(False)
         self._count: int | None = 0  # host copy of n_averaged; None: read the buffer once (after load_state_dict)
+        self._pairs: tuple[nn.Module, list[Tensor], list[Tensor]] | None = None  # (model, averaged, current)
 
     @property
     def num_averaged(self) -> int:
@@ -74,6 +75,10 @@ class EMA(AveragedModel):
         if self._count is None:
             self._count = int(self.n_averaged)
         return self._count
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        return {**state, "_pairs": None}  # a copy or pickle must not drag the live model along
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
@@ -97,10 +102,7 @@ class EMA(AveragedModel):
                 parameter with the count read from the ``n_averaged`` tensor (a host-device synchronisation on an
                 accelerator). Both give the same numbers.
         """
-        averaged = [p.detach() for p in self.module.parameters()]
-        current = [p.detach() for p in model.parameters()]
-        if len(averaged) != len(current):
-            raise ValueError(f"EMA.update: the model has {len(current)} parameters, the average {len(averaged)}")
+        averaged, current = self._parameter_lists(model)
         if foreach:
             n = self.num_averaged
             if n == 0:
@@ -121,6 +123,20 @@ class EMA(AveragedModel):
                 mine.copy_(theirs)
         self.n_averaged.add_(1)
         self._count = n + 1
+
+    def _parameter_lists(self, model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
+        """The parameters of the average and of ``model``, listed once per model and reused.
+
+        Walking a weight-normalised network's modules for its parameters costs about as much as averaging them;
+        the lists are rebuilt when ``model`` is another module or its first parameter is another tensor.
+        """
+        first = next(model.parameters(), None)
+        if self._pairs is None or self._pairs[0] is not model or (self._pairs[2][:1] or [None])[0] is not first:
+            averaged, current = list(self.module.parameters()), list(model.parameters())
+            if len(averaged) != len(current):
+                raise ValueError(f"EMA.update: the model has {len(current)} parameters, the average {len(averaged)}")
+            self._pairs = (model, averaged, current)
+        return self._pairs[1], self._pairs[2]
 
     def update_parameters(self, model: nn.Module) -> None:
         """``AveragedModel``'s update entry point: :meth:`update`."""
