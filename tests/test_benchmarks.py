@@ -39,6 +39,8 @@ def test_ssl_throughput_smoke_prints_rss_and_images_per_second_last(capsys, tmp_
     assert run["variants"]["straightforward_torchvision_data"]["data"] == "torchvision"
     assert run["summary"]["speedup_torchvision_data"] > 0 and run["summary"]["speedup_fused_adam"] > 0
     assert run["variants"]["fast"]["optimizer"] == "fused_paper_adam"
+    softplus = {name: v["generator_softplus"] for name, v in run["variants"].items()}
+    assert softplus["fast"] == "lightning_gan" and softplus["straightforward_torchvision_data"] == "torch"
     flops = {v["flops_per_iteration"] for v in run["variants"].values()}
     # the paper networks' products: D step 3 x 100 images forward + backward, G step 2 x 100 through D, G 3 x 100
     assert flops == {3_759_300_000}

@@ -102,8 +102,8 @@ class EMA(AveragedModel):
                 parameter with the count read from the ``n_averaged`` tensor (a host-device synchronisation on an
                 accelerator). Both give the same numbers.
         """
-        averaged, current = self._parameter_lists(model)
         if foreach:
+            averaged, current = self._parameter_lists(model)
             n = self.num_averaged
             if n == 0:
                 torch._foreach_copy_(averaged, current)
@@ -114,6 +114,9 @@ class EMA(AveragedModel):
                 torch._foreach_copy_(mine, [b.detach() for b in theirs])
         else:
             n = int(self.n_averaged)
+            averaged, current = list(self.module.parameters()), list(model.parameters())  # walked every time
+            if len(averaged) != len(current):
+                raise ValueError(f"EMA.update: the model has {len(current)} parameters, the average {len(averaged)}")
             for p_avg, p in zip(averaged, current, strict=True):
                 if n == 0:
                     p_avg.copy_(p)
