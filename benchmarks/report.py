@@ -213,6 +213,7 @@ def speed_section(data: dict[str, Any] | None, out: Path, md_dir: Path) -> list[
                 i,
                 settings["threads"],
                 "yes" if settings.get("malloc_tuned") else "no",
+                "fused" if fast.get("optimizer") == "fused_paper_adam" else "foreach",
                 fmt(fast["ms_per_iteration_median"]),
                 fmt(plain["ms_per_iteration_median"]),
                 f"{s['speedup']:.2f}x",
@@ -233,13 +234,17 @@ def speed_section(data: dict[str, Any] | None, out: Path, md_dir: Path) -> list[
         "`torch.mm` peak. `speedup` compares the training steps alone (both read images held in memory as one "
         "tensor); `speedup incl. data` compares the whole iteration against the straightforward step reading its "
         "batches from `torchvision.datasets.MNIST` with `ToTensor()`, as the PyTorch MNIST example does (a PIL image "
-        "per item; measured from run 5 on).",
+        "per item; measured from run 5 on). From run 8 on the fast path's Adam is `ReferenceAdam(fused=True)`, its "
+        "update compiled into one pass per parameter (`fast_foreach_adam` in the JSON times the foreach update), "
+        "and from run 10 on the straightforward variants use torch's `nn.Softplus` in the generator, as in runs 1-7 "
+        "(runs 8 and 9 gave them the library's faster `Softplus` too).",
         "",
         *table(
             [
                 "run",
                 "threads",
                 "malloc tuned",
+                "fast path's Adam",
                 "fast ms/iter",
                 "straightforward ms/iter",
                 "speedup",
