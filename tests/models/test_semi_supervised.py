@@ -380,6 +380,23 @@ def test_fast_and_straightforward_steps_give_the_same_losses(tmp_path, tiny_data
         torch.testing.assert_close(fast_metrics[name], plain_metrics[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_the_fused_adam_trains_like_the_foreach_adam(tmp_path, tiny_datamodule):
+    """ReferenceAdam(fused=True) (a compiled update) through the whole module: the same losses and weights."""
+    import functools
+
+    from lightning_gan.models import paper_adam
+
+    fused = functools.partial(paper_adam, fused=True)
+    model, fused_losses, _ = _train_recording_losses(
+        tmp_path, tiny_datamodule, "fast", 5, optimizer_d=fused, optimizer_g=fused
+    )
+    assert all(group["fused"] for opt in model.optimizers() for group in opt.optimizer.param_groups)  # no fallback
+    plain, plain_losses, _ = _train_recording_losses(tmp_path, tiny_datamodule, "fast", 5)
+    assert fused_losses == pytest.approx(plain_losses, rel=1e-5, abs=1e-6)
+    for (name, a), b in zip(model.state_dict().items(), plain.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
+
+
 def test_feature_std_weight_adds_the_std_term_to_the_generator_loss(tmp_path, tiny_datamodule):
     """The same run with and without the std term: the G loss differs by exactly weight * the logged std term."""
     _, plain_losses, plain = _train_recording_losses(tmp_path, tiny_datamodule, "fast", 1)
