@@ -118,3 +118,45 @@ def test_torchvision_baseline_reads_the_same_batches_as_the_in_memory_module(tmp
     assert torch.equal(ours["labelled"][1], theirs["labelled"][1])
     assert torch.equal(ours["unlabelled"], theirs["unlabelled"])
     assert torch.equal(ours["unlabelled_g"], theirs["unlabelled_g"])
+
+
+def test_feature_probe_scores_a_checkpoint(tmp_path):
+    from lightning.pytorch import Trainer, seed_everything
+
+    from lightning_gan.datamodules import SemiSupervisedMNIST
+    from lightning_gan.models import SemiSupervisedGAN
+    from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
+    from tests.fake_datasets import write_mnist_like
+
+    write_mnist_like(tmp_path, n_train=300, n_test=40)
+    seed_everything(0)
+    dm = SemiSupervisedMNIST(data_dir=str(tmp_path), num_labelled=20, label_seed=2, val_size=50, batch_size=20)
+    model = SemiSupervisedGAN(MNISTGenerator(noise_dim=8), MNISTDiscriminator())
+    trainer = Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    argv = [str(tmp_path / "run.ckpt"), "--num-labelled", "20", "--label-seed", "2", "--val-size", "50"]
+    result = load("feature_probe").main([*argv, "--probe-size", "100", "--data-dir", str(tmp_path)])
+    assert result["test_total"] == 40 and result["epoch"] == trainer.current_epoch
+    for key in (
+        "test_errors",
+        "nearest_labelled_feature_errors",
+        "nearest_labelled_pixel_errors",
+        "linear_probe_errors",
+    ):
+        assert 0 <= result[key] <= 40
+    # the run's own classifier is what the model's EMA discriminator predicts
+    images, labels = dm.load_images(train=False)
+    assert result["test_errors"] == int((model.eval()(images).argmax(1) != labels).sum())
+
+
+def test_linear_probe_separates_separable_features():
+    probe_module = load("feature_probe")
+    torch.manual_seed(0)
+    labels = torch.arange(3).repeat(50)
+    features = torch.randn(150, 4) * 0.1 + 5.0 * torch.nn.functional.one_hot(labels, 4).float()  # 3 clusters
+    probe = probe_module.linear_probe(features, labels, num_classes=3)
+    assert torch.equal(probe(features).argmax(1), labels)
+    keys, key_labels = features[:3], labels[:3]
+    assert torch.equal(probe_module.nearest_labels(features, keys, key_labels), labels)
