@@ -397,6 +397,30 @@ def test_the_fused_adam_trains_like_the_foreach_adam(tmp_path, tiny_datamodule):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
 
 
+def test_augment_labelled_translates_the_labelled_images_only(tmp_path, tiny_datamodule):
+    seed_everything(0)
+    model = make_model(augment_labelled="translation")
+    seen: dict[str, torch.Tensor] = {}
+    step, d_logits = model.training_step, model._d_logits
+
+    def training_step(batch, batch_idx):
+        seen["batch_lab"], seen["batch_unl"] = batch["labelled"][0].clone(), batch["unlabelled"].clone()
+        return step(batch, batch_idx)
+
+    def logits(x_lab, x_unl, x_fake):
+        seen["d_lab"], seen["d_unl"] = x_lab.clone(), x_unl.clone()
+        return d_logits(x_lab, x_unl, x_fake)
+
+    model.training_step, model._d_logits = training_step, logits
+    make_trainer(tmp_path, max_steps=2, limit_val_batches=0).fit(model, datamodule=tiny_datamodule)
+    assert torch.equal(seen["d_unl"], seen["batch_unl"])  # the GAN game sees clean images
+    assert seen["d_lab"].shape == seen["batch_lab"].shape and not torch.equal(seen["d_lab"], seen["batch_lab"])
+    # a translation with zero fill moves pixels and drops those shifted out: no image gains mass
+    assert (seen["d_lab"].flatten(1).sum(1) <= seen["batch_lab"].flatten(1).sum(1) + 1e-4).all()
+    with pytest.raises(ValueError, match="policy"):
+        make_model(augment_labelled="rotate")
+
+
 def test_feature_std_weight_adds_the_std_term_to_the_generator_loss(tmp_path, tiny_datamodule):
     """The same run with and without the std term: the G loss differs by exactly weight * the logged std term."""
     _, plain_losses, plain = _train_recording_losses(tmp_path, tiny_datamodule, "fast", 1)
