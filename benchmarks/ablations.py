@@ -1,6 +1,6 @@
 """Ablations of the improved GAN techniques on semi-supervised MNIST (100 labels): test error, IS and FID per variant.
 
-    python benchmarks/ablations.py --epochs 2 --threads 1 --json benchmarks/results/ablations.json   # ~25 min
+    python benchmarks/ablations.py --epochs 5 --threads 1 --json benchmarks/results/ablations.json   # ~70 min
     python benchmarks/ablations.py --quick --json /tmp/ablations.json [--data-dir DIR]                # smoke run
 
 Every variant trains the same budget (``--epochs`` epochs of ``--limit-train-batches`` iterations, label seed 1,
@@ -117,7 +117,7 @@ def run_variant(
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--limit-train-batches", type=float, default=1.0, help="iterations per epoch (int) or share")
     parser.add_argument("--num-samples", type=int, default=10_000, help="generated (and real) images for IS/FID")
     parser.add_argument("--seed", type=int, default=1, help="global and label seed")
