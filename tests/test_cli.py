@@ -22,7 +22,9 @@ FULL = ROOT / "configs" / "mnist_ssl_100.yaml"
 
 
 def is_full(path: Path) -> bool:
-    return "model" in yaml.safe_load(path.read_text())
+    """A full config names the networks; an override sets a few options on top of one."""
+    model = yaml.safe_load(path.read_text()).get("model") or {}
+    return "generator" in (model.get("init_args") or {})
 
 
 def config_args(path: Path) -> list[str]:
@@ -37,8 +39,11 @@ def config_args(path: Path) -> list[str]:
 def test_every_config_parses_and_builds(path, tmp_path):
     cli = build_cli([*config_args(path), "--trainer.default_root_dir", str(tmp_path)], run=False)
     assert isinstance(cli.model, SemiSupervisedGAN if "_ssl_" in path.stem else GAN)
-    if path.stem.endswith("_labels"):
+    if "_labels" in path.stem:
         assert cli.datamodule.num_labelled == int(path.stem.split("_")[2])
+    if path.stem.endswith("_augment"):  # the few-label override keeps the full setup and adds the augmentation
+        assert cli.model.augment_labelled.policy == "translation" and not cli.model.augment.enabled
+        assert type(cli.model.optimizer_d(cli.model.discriminator.parameters())).__name__ == "ReferenceAdam"
 
 
 def test_defaults_log_to_csv_with_a_rich_console(tmp_path):
