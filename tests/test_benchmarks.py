@@ -120,7 +120,7 @@ def test_torchvision_baseline_reads_the_same_batches_as_the_in_memory_module(tmp
     assert torch.equal(ours["unlabelled_g"], theirs["unlabelled_g"])
 
 
-def test_feature_probe_scores_a_checkpoint(tmp_path):
+def test_feature_probe_scores_a_checkpoint(tmp_path, monkeypatch):
     from lightning.pytorch import Trainer, seed_everything
 
     from lightning_gan.datamodules import SemiSupervisedMNIST
@@ -129,6 +129,7 @@ def test_feature_probe_scores_a_checkpoint(tmp_path):
     from tests.fake_datasets import write_mnist_like
 
     write_mnist_like(tmp_path, n_train=300, n_test=40)
+    monkeypatch.setenv("LIGHTNING_GAN_DATA", str(tmp_path))  # --data-dir sets it too: restored after the test
     seed_everything(0)
     dm = SemiSupervisedMNIST(data_dir=str(tmp_path), num_labelled=20, label_seed=2, val_size=50, batch_size=20)
     model = SemiSupervisedGAN(MNISTGenerator(noise_dim=8), MNISTDiscriminator())
