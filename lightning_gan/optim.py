@@ -109,8 +109,8 @@ class ReferenceAdam(torch.optim.Optimizer):
         params: list[Tensor], grads: list[Tensor], m: list[Tensor], v: list[Tensor], t: float, group: dict[str, Any]
     ) -> bool:
         """The compiled update; ``False`` (after a warning, once per group) when it cannot be compiled."""
-        if _python_dispatch._get_current_dispatch_mode() is not None:  # FlopCounterMode, say: compiled code refuses
-            return False  # to run under one; this step takes the foreach update, the next ones are fused again
+        if _current_dispatch_mode() is not None:  # FlopCounterMode, say: compiled code refuses to run under one;
+            return False  # this step takes the foreach update, the next ones are fused again
         beta1, beta2 = group["betas"]
         like = {"device": params[0].device, "dtype": params[0].dtype}
         # tensors, not Python floats: the step count and a scheduled lr change every step, constants would recompile
@@ -146,6 +146,11 @@ def _reference_adam_update(
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         p.add_(m / (v / bias_correction2 + eps).sqrt() * step_size)
+
+
+def _current_dispatch_mode() -> Any:
+    """The active ``TorchDispatchMode`` (``None`` without one, or where torch's private helper is missing)."""
+    return getattr(_python_dispatch, "_get_current_dispatch_mode", lambda: None)()
 
 
 @functools.cache
