@@ -114,9 +114,7 @@ class EMA(AveragedModel):
                 torch._foreach_copy_(mine, [b.detach() for b in theirs])
         else:
             n = int(self.n_averaged)
-            averaged, current = list(self.module.parameters()), list(model.parameters())  # walked every time
-            if len(averaged) != len(current):
-                raise ValueError(f"EMA.update: the model has {len(current)} parameters, the average {len(averaged)}")
+            averaged, current = self._walk_parameters(model)  # walked every time
             for p_avg, p in zip(averaged, current, strict=True):
                 if n == 0:
                     p_avg.copy_(p)
@@ -127,6 +125,13 @@ class EMA(AveragedModel):
         self.n_averaged.add_(1)
         self._count = n + 1
 
+    def _walk_parameters(self, model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
+        """The parameters of the average and of ``model``, which must have as many."""
+        averaged, current = list(self.module.parameters()), list(model.parameters())
+        if len(averaged) != len(current):
+            raise ValueError(f"EMA.update: the model has {len(current)} parameters, the average {len(averaged)}")
+        return averaged, current
+
     def _parameter_lists(self, model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
         """The parameters of the average and of ``model``, listed once per model and reused.
 
@@ -135,10 +140,7 @@ class EMA(AveragedModel):
         """
         first = next(model.parameters(), None)
         if self._pairs is None or self._pairs[0] is not model or (self._pairs[2][:1] or [None])[0] is not first:
-            averaged, current = list(self.module.parameters()), list(model.parameters())
-            if len(averaged) != len(current):
-                raise ValueError(f"EMA.update: the model has {len(current)} parameters, the average {len(averaged)}")
-            self._pairs = (model, averaged, current)
+            self._pairs = (model, *self._walk_parameters(model))
         return self._pairs[1], self._pairs[2]
 
     def update_parameters(self, model: nn.Module) -> None:
