@@ -16,7 +16,9 @@ matching on 100 generated + 100 unlabelled), with the paper's MNIST networks. Fi
 - ``straightforward``: ``step_impl="straightforward"`` with the same Adam written plainly (``ReferenceAdam(foreach=
   False)``, a loop over parameters) and torch's ``nn.Softplus`` in the generator (the library's
   :class:`~lightning_gan.layers.Softplus` computes the same function faster on the CPU): what a plain transcription
-  runs;
+  runs. From run 12 on, that step freezes nothing, as Lightning's manual-optimization GAN example and the usual
+  PyTorch port of the reference: its G step back-propagates into D's weights and drops those gradients (runs 1-11
+  froze D there, as the fast step does);
 - ``straightforward_foreach_adam``: ``step_impl="straightforward"`` (and ``nn.Softplus``) with ``paper_adam``;
   against ``fast_foreach_adam`` it isolates the step;
 - ``straightforward_torchvision_data``: ``straightforward`` reading its batches the way the PyTorch MNIST example does,

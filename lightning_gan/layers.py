@@ -57,9 +57,8 @@ class GaussianNoise(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.sigma == 0:
             return x
-        noise = torch.randn_like(x)
-        noise.mul_(self.sigma)
-        return noise.add_(x)  # x + sigma * noise bit for bit, in one allocation instead of three
+        # x + sigma * randn_like(x) bit for bit, in one allocation and two passes instead of three
+        return torch.empty_like(x).normal_(0.0, self.sigma).add_(x)
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}"

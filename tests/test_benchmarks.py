@@ -41,9 +41,13 @@ def test_ssl_throughput_smoke_prints_rss_and_images_per_second_last(capsys, tmp_
     assert run["variants"]["fast"]["optimizer"] == "fused_paper_adam"
     softplus = {name: v["generator_softplus"] for name, v in run["variants"].items()}
     assert softplus["fast"] == "lightning_gan" and softplus["straightforward_torchvision_data"] == "torch"
-    flops = {v["flops_per_iteration"] for v in run["variants"].values()}
+    flops = {name: v["flops_per_iteration"] for name, v in run["variants"].items()}
     # the paper networks' products: D step 3 x 100 images forward + backward, G step 2 x 100 through D, G 3 x 100
-    assert flops == {3_759_300_000}
+    assert flops["fast"] == flops["fast_foreach_adam"] == 3_759_300_000
+    # the straightforward G step also computes D's weight gradients through both feature forwards (5 layers,
+    # 1,534,000 weights) and the real images' activation gradients past the first layer (750,000 weights)
+    straightforward = 3_759_300_000 + 2 * (2 * 100 * 1_534_000) + 2 * 100 * 750_000
+    assert {flops[name] for name in flops if name.startswith("straightforward")} == {straightforward}
     fast = run["variants"]["fast"]
     assert fast["timed_iterations"] == 3 and 0 < fast["fraction_of_peak"] < 1.5
     assert run["summary"]["peak_gflops_per_s"] > 0 and run["settings"]["threads"] == 1

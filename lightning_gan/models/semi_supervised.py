@@ -56,6 +56,11 @@ GENERATOR_LOSSES = ("feature_matching", "non_saturating")
 STEP_IMPLS = ("fast", "straightforward")
 
 
+def _freeze_nothing(optimizer: Any) -> contextlib.AbstractContextManager:
+    """``toggled_optimizer``'s stand-in in the straightforward step: every parameter stays trainable."""
+    return contextlib.nullcontext()
+
+
 def paper_adam(params: Any, fused: bool = False) -> torch.optim.Optimizer:
     """The reference's Adam: lr 0.003, betas (0.5, 0.999), ``eps`` 1e-8 under the square root (``ReferenceAdam``).
 
@@ -122,11 +127,15 @@ class SemiSupervisedGAN(AdversarialModule):
             batch-independent D), logits and features of one input from one forward, the weight-normalised
             weights of D computed once for both D forwards of a G step (``torch.nn.utils.parametrize.cached``),
             statistics summed on the device and logged once per logging window, and an EMA update without
-            host-device synchronisation. ``"straightforward"``: the plain transcription, kept as the baseline of
-            ``benchmarks/ssl_throughput.py``: labelled, unlabelled and fake images in three D forwards, logits and
-            features in two, every statistic passed to ``self.log`` as a Python number every step, and the EMA
-            as a loop over parameters. Without noise in D the two give the same losses up to float rounding;
-            with noise they draw it in a different order (the same distribution, other numbers).
+            host-device synchronisation, and the other player frozen during each step (``toggled_optimizer``), so the
+            G step's backward computes no gradient of D. ``"straightforward"``: the plain transcription, kept as the
+            baseline of ``benchmarks/ssl_throughput.py``: labelled, unlabelled and fake images in three D forwards,
+            logits and features in two, every statistic passed to ``self.log`` as a Python number every step, the
+            EMA as a loop over parameters, and nothing frozen: as in Lightning's manual-optimization GAN example and
+            the usual PyTorch port of the reference, the G step back-propagates into D's weights (through the fake
+            and the real features) and those gradients are dropped. Without noise in D the two give the same losses
+            up to float rounding; with noise they draw it in a different order (the same distribution, other
+            numbers).
 
     Example:
         >>> from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
@@ -313,9 +322,13 @@ class SemiSupervisedGAN(AdversarialModule):
         opt_d, opt_g = self.optimizers()
         n_unl = len(x_unl)
         fast = self.step_impl == "fast"
+        # The fast step freezes the other player while one steps, so no backward computes gradients it drops; the
+        # straightforward one, as Lightning's manual-optimization GAN example and the usual PyTorch port of the
+        # reference do, freezes nothing and drops D's gradients of the G step afterwards.
+        freeze = self.toggled_optimizer if fast else _freeze_nothing
 
         # --- D step: L_label + w/2 (L_unlabelled + L_fake) ---
-        with self.toggled_optimizer(opt_d):
+        with freeze(opt_d):
             with torch.no_grad():
                 x_fake = self.generator(self.generator.sample_noise(n_unl, device=self.device))  # [B, C, H, W]
             if self.augment_labelled.enabled:
@@ -331,10 +344,10 @@ class SemiSupervisedGAN(AdversarialModule):
         # --- G steps: feature matching against a second unlabelled batch, or the non-saturating loss ---
         non_saturating = self.generator_loss == "non_saturating"
         for _ in range(self.generator_steps):
-            with self.toggled_optimizer(opt_g):
+            with freeze(opt_g):
                 x_fake = self.generator(self.generator.sample_noise(n_unl, device=self.device))
                 with self._shared_d_weights():  # D is frozen here: one weight normalisation for both forwards
-                    with torch.no_grad():
+                    with torch.no_grad() if fast else contextlib.nullcontext():
                         _, real_features = self._d_features(x_unl_g)  # [B, F]
                     logits_g, fake_features = self._d_features(x_fake, with_logits=non_saturating)  # [B, K], [B, F]
                 g_loss_fm = feature_matching_loss(real_features, fake_features, p=self.feature_matching_p)
@@ -347,6 +360,8 @@ class SemiSupervisedGAN(AdversarialModule):
                     g_loss_std = feature_std_matching_loss(real_features, fake_features, p=self.feature_matching_p)
                     g_loss = g_loss + self.feature_std_weight * g_loss_std
                 self.optimizer_step_on(opt_g, g_loss)
+                if not fast:
+                    opt_d.zero_grad(set_to_none=True)  # D's gradients from the G step, never used
 
         with torch.no_grad():
             if not non_saturating:
