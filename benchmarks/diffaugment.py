@@ -2,6 +2,7 @@
 
     python benchmarks/diffaugment.py --iterations 4000 --threads 1 --json benchmarks/results/diffaugment.json
     python benchmarks/diffaugment.py --quick --json /tmp/diffaugment.json [--data-dir DIR]   # smoke run
+    python benchmarks/diffaugment.py --fractions 0.01 --update --json benchmarks/results/diffaugment.json  # add 1 %
 
 Six runs: ``configs/mnist_dcgan.yaml`` (no augmentation) and ``configs/mnist_dcgan_diffaugment.yaml`` (DiffAugment,
 Zhao et al. 2020, policy ``color,translation,cutout`` on every D input of both steps), each with
@@ -105,6 +106,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 iterations, 100 samples")
     parser.add_argument("--data-dir", default=None, help="folder holding MNIST/raw (default $LIGHTNING_GAN_DATA)")
     parser.add_argument("--json", default=str(RESULTS / "diffaugment.json"))
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="replace only these (fraction, augment) runs in an existing --json measured with the same settings",
+    )
     args = parser.parse_args(argv)
     use_data_dir(args.data_dir)
     torch.set_num_threads(args.threads)
@@ -127,25 +133,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cache_dir=None,
         progress=False,
     )
+    settings = {
+        "iterations": args.iterations,
+        "base_channels": args.base_channels,
+        "num_samples": args.num_samples,
+        "real_split": "test",
+        "threads": args.threads,
+        "overrides": overrides,
+    }  # and "extractor", known once the metrics have run
+    previous = json.loads(Path(args.json).read_text()) if args.update and Path(args.json).is_file() else None
+    changed = sorted(k for k in settings if previous and previous["settings"].get(k) != settings[k])
+    if changed:
+        raise SystemExit(
+            f"diffaugment.py --update: {args.json} was measured with other settings ({', '.join(changed)}); "
+            "rerun every run without --update, or pass the same --iterations/--base-channels/--num-samples/--threads"
+        )
+    command = command_line(argv, "diffaugment.py")
     runs = []
     with tempfile.TemporaryDirectory() as root:
         for fraction in args.fractions:
             for augment in args.augment:
-                runs.append(run(augment, fraction, overrides, metrics, Path(root)))
+                runs.append({**run(augment, fraction, overrides, metrics, Path(root)), "command": command})
                 print(json.dumps(runs[-1]), flush=True)
+    if previous is not None:  # the other runs stay as they were measured, each with its command
+        redone = {(r["config"], r["fraction"]) for r in runs}
+        kept = [r for r in previous["runs"] if (r["config"], r["fraction"]) not in redone]
+        for r in kept:
+            r.setdefault("command", previous["command"])
+        runs = sorted(kept + runs, key=lambda r: (r["fraction"], r["config"]))
+    settings["extractor"] = metrics.quality.extractor.name if metrics.quality else previous["settings"]["extractor"]
+    if previous is not None and previous["settings"]["extractor"] != settings["extractor"]:
+        raise SystemExit(f"diffaugment.py --update: {args.json} was scored by another extractor; rerun every run")
     result = {
         "benchmark": "diffaugment",
-        "command": command_line(argv, "diffaugment.py"),
+        "command": command,
         "quick": args.quick,
-        "settings": {
-            "iterations": args.iterations,
-            "base_channels": args.base_channels,
-            "num_samples": args.num_samples,
-            "real_split": "test",
-            "threads": args.threads,
-            "extractor": metrics.quality.extractor.name,
-            "overrides": overrides,
-        },
+        "settings": settings,
         "machine": machine_spec(),
         "runs": runs,
     }

@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -544,16 +545,18 @@ def ablations_section(data: dict[str, Any] | None, out: Path, md_dir: Path) -> l
     return lines
 
 
-def commands_lines(data: dict[str, Any]) -> list[str]:
+def commands_lines(
+    data: dict[str, Any], label: Callable[[dict[str, Any]], str] = lambda run: run["variant"]
+) -> list[str]:
     """The command(s) behind a result: one line, or one per group of runs when ``--update`` replaced some of them."""
     commands = list(dict.fromkeys(run.get("command", data["command"]) for run in data["runs"]))
     if len(commands) == 1:
         return [f"Command: `{commands[0]}`. {machine_line(data['machine'])}"]
-    per_command = {c: [r["variant"] for r in data["runs"] if r.get("command", data["command"]) == c] for c in commands}
+    per_command = {c: [label(r) for r in data["runs"] if r.get("command", data["command"]) == c] for c in commands}
     return [
-        "Commands (the later one re-measured some variants with `--update`):",
+        "Commands (a later one measured or re-measured some runs with `--update`):",
         "",
-        *(f"- `{c}`: {', '.join(f'`{v}`' for v in variants)}" for c, variants in per_command.items()),
+        *(f"- `{c}`: {', '.join(f'`{v}`' for v in labels)}" for c, labels in per_command.items()),
         "",
         f"{machine_line(data['machine'])} (of the latest command)",
     ]
@@ -595,7 +598,7 @@ def diffaugment_section(data: dict[str, Any] | None, out: Path, md_dir: Path) ->
     lines += [
         "`benchmarks/diffaugment.py`: `configs/mnist_dcgan.yaml` (no augmentation) and "
         "`configs/mnist_dcgan_diffaugment.yaml` (policy `color,translation,cutout`) with `base_channels` "
-        f"{settings['base_channels']} (the configs: 64; narrower so that six runs fit one CPU core), the same "
+        f"{settings['base_channels']} (the configs: 64; narrower so that the runs fit one CPU core), the same "
         f"{settings['iterations']} generator steps for every run (fewer images: more epochs), FID and IS of "
         f"{settings['num_samples']} samples against as many MNIST test images (domain classifier "
         f"`{settings['extractor']}`). 'D accepts' is the share of real images the final D calls real (logit > 0, "
@@ -621,7 +624,7 @@ def diffaugment_section(data: dict[str, Any] | None, out: Path, md_dir: Path) ->
         "",
         link(out / "diffaugment.png", md_dir),
         "",
-        f"Command: `{data['command']}`. {machine_line(data['machine'])}",
+        *commands_lines(data, label=lambda run: f"{100 * run['fraction']:g} % {run['augment']}"),
         "",
     ]
     return lines

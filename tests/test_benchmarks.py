@@ -165,3 +165,22 @@ def test_linear_probe_separates_separable_features():
     assert torch.equal(probe(features).argmax(1), labels)
     keys, key_labels = features[:3], labels[:3]
     assert torch.equal(probe_module.nearest_labels(features, keys, key_labels), labels)
+
+
+def test_diffaugment_update_adds_runs_and_keeps_the_others(tmp_path, monkeypatch, one_thread):
+    from tests.fake_datasets import write_mnist_like
+
+    write_mnist_like(tmp_path, n_train=1300, n_test=120)
+    monkeypatch.setenv("LIGHTNING_GAN_DATA", str(tmp_path))  # --data-dir sets it too: restored after the test
+    out = tmp_path / "diffaugment.json"
+    common = ["--quick", "--augment", "none", "--data-dir", str(tmp_path), "--json", str(out)]
+    first = load("diffaugment").main([*common, "--fractions", "0.2"])
+    second = load("diffaugment").main([*common, "--fractions", "0.1", "--update"])
+    assert [(r["fraction"], r["augment"]) for r in second["runs"]] == [(0.1, "none"), (0.2, "none")]
+    assert second["runs"][1] == first["runs"][0]  # kept as measured, with the command that measured it
+    assert "--fractions 0.2" in second["runs"][1]["command"] and "--update" in second["runs"][0]["command"]
+    text = "\n".join(load("report").diffaugment_section(second, tmp_path, tmp_path))
+    assert "Commands (a later one measured or re-measured some runs with `--update`):" in text
+    assert "`10 % none`" in text and "`20 % none`" in text
+    with pytest.raises(SystemExit, match="other settings \\(threads\\)"):  # runs of other settings do not mix
+        load("diffaugment").main([*common, "--fractions", "0.1", "--update", "--threads", "2"])
