@@ -3,11 +3,13 @@
     python benchmarks/diffaugment.py --iterations 4000 --threads 1 --json benchmarks/results/diffaugment.json
     python benchmarks/diffaugment.py --quick --json /tmp/diffaugment.json [--data-dir DIR]   # smoke run
     python benchmarks/diffaugment.py --fractions 0.01 --update --json benchmarks/results/diffaugment.json  # add 1 %
+    python benchmarks/diffaugment.py --fractions 0.01 0.1 --augment translation --update --json ...  # another policy
 
-Six runs: ``configs/mnist_dcgan.yaml`` (no augmentation) and ``configs/mnist_dcgan_diffaugment.yaml`` (DiffAugment,
-Zhao et al. 2020, policy ``color,translation,cutout`` on every D input of both steps), each with
+Six runs by default: ``configs/mnist_dcgan.yaml`` (no augmentation) and ``configs/mnist_dcgan_diffaugment.yaml``
+(DiffAugment, Zhao et al. 2020, policy ``color,translation,cutout`` on every D input of both steps), each with
 ``data.init_args.fraction`` 0.1, 0.2 and 1.0 of the 55,000 non-validation training images (a class-balanced subset
-chosen by ``fraction_seed`` 0, so the 10 % images are the same with and without augmentation).
+chosen by ``fraction_seed`` 0, so the 10 % images are the same with and without augmentation). ``--augment
+translation`` adds the second config with the translation policy alone; ``--update`` adds runs to an existing JSON.
 
 Budget: every run makes the same number of generator steps, ``--iterations`` (``trainer.max_steps`` is twice that:
 ``global_step`` counts the D and the G step), so limited data means more epochs over fewer images, not less
@@ -43,10 +45,13 @@ from machine import RESULTS, ROOT, command_line, machine_spec, use_data_dir, wri
 
 from lightning_gan.callbacks import ImageQualityMetrics  # noqa: E402
 
-CONFIGS = {
-    "none": ROOT / "configs" / "mnist_dcgan.yaml",
-    "diffaugment": ROOT / "configs" / "mnist_dcgan_diffaugment.yaml",
+CONFIGS = {  # --augment choice: (config, its overrides)
+    "none": (ROOT / "configs" / "mnist_dcgan.yaml", []),
+    "diffaugment": (ROOT / "configs" / "mnist_dcgan_diffaugment.yaml", []),
+    # the translation policy alone (no colour change, no cutout), which the 20-label semi-supervised fix uses
+    "translation": (ROOT / "configs" / "mnist_dcgan_diffaugment.yaml", ["--model.init_args.augment", "translation"]),
 }
+DEFAULT_AUGMENT = ["none", "diffaugment"]
 
 
 @torch.no_grad()
@@ -70,8 +75,9 @@ def run(
     augment: str, fraction: float, overrides: list[str], metrics: ImageQualityMetrics, root: Path
 ) -> dict[str, Any]:
     """Train one (augmentation, fraction) run; its FID, IS, mode score, time and D's acceptance of real images."""
-    args = ["--data.init_args.fraction", str(fraction), *overrides]
-    cli = lean_cli(CONFIGS[augment], args, root / f"{augment}_{fraction}")
+    config, policy = CONFIGS[augment]
+    args = ["--data.init_args.fraction", str(fraction), *overrides, *policy]
+    cli = lean_cli(config, args, root / f"{augment}_{fraction}")
     started = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     fit_seconds = time.perf_counter() - started
@@ -81,7 +87,8 @@ def run(
     check = min(1024, len(dm.train_indices))
     return {
         "augment": cli.model.hparams.augment or "none",
-        "config": str(CONFIGS[augment].relative_to(ROOT)),
+        "config": str(config.relative_to(ROOT)),
+        "config_overrides": policy,
         "fraction": fraction,
         "train_images": len(dm.train_indices),
         "iterations": cli.trainer.global_step // 2,  # generator steps; "epochs": passes over the kept images
@@ -98,7 +105,7 @@ def run(
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.2, 1.0])
-    parser.add_argument("--augment", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--augment", nargs="+", default=DEFAULT_AUGMENT, choices=list(CONFIGS))
     parser.add_argument("--iterations", type=int, default=4000, help="generator steps of every run")
     parser.add_argument("--base-channels", type=int, default=16, help="DCGAN width of G and D (configs: 64)")
     parser.add_argument("--num-samples", type=int, default=10_000, help="generated (and real test) images for FID")
@@ -156,11 +163,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 runs.append({**run(augment, fraction, overrides, metrics, Path(root)), "command": command})
                 print(json.dumps(runs[-1]), flush=True)
     if previous is not None:  # the other runs stay as they were measured, each with its command
-        redone = {(r["config"], r["fraction"]) for r in runs}
-        kept = [r for r in previous["runs"] if (r["config"], r["fraction"]) not in redone]
+        redone = {(r["augment"], r["fraction"]) for r in runs}
+        kept = [r for r in previous["runs"] if (r["augment"], r["fraction"]) not in redone]
         for r in kept:
             r.setdefault("command", previous["command"])
-        runs = sorted(kept + runs, key=lambda r: (r["fraction"], r["config"]))
+        runs = sorted(kept + runs, key=lambda r: (r["fraction"], r["augment"]))
     settings["extractor"] = metrics.quality.extractor.name if metrics.quality else previous["settings"]["extractor"]
     if previous is not None and previous["settings"]["extractor"] != settings["extractor"]:
         raise SystemExit(f"diffaugment.py --update: {args.json} was scored by another extractor; rerun every run")

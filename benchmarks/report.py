@@ -597,7 +597,8 @@ def diffaugment_section(data: dict[str, Any] | None, out: Path, md_dir: Path) ->
     ]
     lines += [
         "`benchmarks/diffaugment.py`: `configs/mnist_dcgan.yaml` (no augmentation) and "
-        "`configs/mnist_dcgan_diffaugment.yaml` (policy `color,translation,cutout`) with `base_channels` "
+        "`configs/mnist_dcgan_diffaugment.yaml` (policy `color,translation,cutout`, or `translation` alone where the "
+        "`augment` column says so) with `base_channels` "
         f"{settings['base_channels']} (the configs: 64; narrower so that the runs fit one CPU core), the same "
         f"{settings['iterations']} generator steps for every run (fewer images: more epochs), FID and IS of "
         f"{settings['num_samples']} samples against as many MNIST test images (domain classifier "
