@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config_run import lean_cli  # noqa: E402
-from machine import RESULTS, ROOT, command_line, machine_spec, use_data_dir, write_json  # noqa: E402
+from machine import RESULTS, ROOT, command_line, machine_spec, merge_runs, use_data_dir, write_json  # noqa: E402
 from mnist_ssl_reproduction import count_test_errors  # noqa: E402
 
 from lightning_gan.callbacks import ImageQualityMetrics  # noqa: E402
@@ -148,10 +148,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "per_epoch"}), flush=True)
     if args.update and Path(args.json).is_file():  # the other variants' runs stay as they were measured
         previous = json.loads(Path(args.json).read_text())
-        kept = [run for run in previous["runs"] if run["variant"] not in args.variants]
-        for run in kept:
-            run.setdefault("command", previous["command"])
-        runs = sorted(kept + runs, key=lambda run: list(VARIANTS).index(run["variant"]))
+        runs = sorted(
+            merge_runs(previous, runs, key=lambda run: run["variant"]),
+            key=lambda run: list(VARIANTS).index(run["variant"]),
+        )
     result = {
         "benchmark": "ablations",
         "command": command_line(argv, "ablations.py"),

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config_run import lean_cli  # noqa: E402
-from machine import RESULTS, ROOT, command_line, machine_spec, use_data_dir, write_json  # noqa: E402
+from machine import RESULTS, ROOT, command_line, machine_spec, merge_runs, use_data_dir, write_json  # noqa: E402
 
 from lightning_gan.callbacks import ImageQualityMetrics  # noqa: E402
 
@@ -162,12 +162,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for augment in args.augment:
                 runs.append({**run(augment, fraction, overrides, metrics, Path(root)), "command": command})
                 print(json.dumps(runs[-1]), flush=True)
-    if previous is not None:  # the other runs stay as they were measured, each with its command
-        redone = {(r["augment"], r["fraction"]) for r in runs}
-        kept = [r for r in previous["runs"] if (r["augment"], r["fraction"]) not in redone]
-        for r in kept:
-            r.setdefault("command", previous["command"])
-        runs = sorted(kept + runs, key=lambda r: (r["fraction"], r["augment"]))
+    runs = sorted(
+        merge_runs(previous, runs, key=lambda r: (r["augment"], r["fraction"])),
+        key=lambda r: (r["fraction"], r["augment"]),
+    )
     settings["extractor"] = metrics.quality.extractor.name if metrics.quality else previous["settings"]["extractor"]
     if previous is not None and previous["settings"]["extractor"] != settings["extractor"]:
         raise SystemExit(f"diffaugment.py --update: {args.json} was scored by another extractor; rerun every run")

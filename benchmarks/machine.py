@@ -12,6 +12,7 @@ import platform
 import resource
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,23 @@ def command_line(argv: list[str] | None, script: str) -> str:
     """The command that produced a result, as one would type it: ``python benchmarks/<script> <args>``."""
     args = sys.argv[1:] if argv is None else argv
     return shlex.join(["python", f"benchmarks/{script}", *args])
+
+
+def merge_runs(
+    previous: dict[str, Any] | None, runs: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
+) -> list[dict[str, Any]]:
+    """``--update``: ``runs`` after the runs of ``previous`` (an earlier result) that they do not re-measure.
+
+    Runs are matched by ``key``; each kept run keeps the command that measured it (``previous["command"]`` for runs
+    written before runs carried their own).
+    """
+    if previous is None:
+        return runs
+    redone = {key(run) for run in runs}
+    kept = [run for run in previous["runs"] if key(run) not in redone]
+    for run in kept:
+        run.setdefault("command", previous["command"])
+    return kept + runs
 
 
 def peak_rss_mib() -> float:

@@ -184,3 +184,17 @@ def test_diffaugment_update_adds_runs_and_keeps_the_others(tmp_path, monkeypatch
     assert "`10 % none`" in text and "`20 % none`" in text
     with pytest.raises(SystemExit, match="other settings \\(threads\\)"):  # runs of other settings do not mix
         load("diffaugment").main([*common, "--fractions", "0.1", "--update", "--threads", "2"])
+
+
+def test_ablations_update_replaces_only_the_variants_it_runs(tmp_path, monkeypatch, one_thread):
+    from tests.fake_datasets import write_mnist_like
+
+    write_mnist_like(tmp_path, n_train=1300, n_test=120)
+    monkeypatch.setenv("LIGHTNING_GAN_DATA", str(tmp_path))  # --data-dir sets it too: restored after the test
+    out = tmp_path / "ablations.json"
+    common = ["--quick", "--data-dir", str(tmp_path), "--json", str(out)]
+    first = load("ablations").main([*common, "--variants", "fm_minus_fm", "fm"])
+    second = load("ablations").main([*common, "--variants", "fm", "--update"])
+    assert [r["variant"] for r in second["runs"]] == ["fm", "fm_minus_fm"]  # in the order of VARIANTS
+    assert second["runs"][1] == {**first["runs"][0], "command": first["command"]}  # kept as measured
+    assert "--update" in second["runs"][0]["command"]
