@@ -110,6 +110,29 @@ def test_translation_is_one_zero_filled_integer_shift_and_all_shifts_occur():
     assert {tx for tx, _ in seen} == set(range(-4, 5)) and {ty for _, ty in seen} == set(range(-4, 5))
 
 
+def test_translation_ratio_bounds_the_shift_everywhere_it_is_passed():
+    """``translation_ratio`` 1/28: shifts of -1, 0, 1 pixels only, through the function, the module and a model."""
+    from lightning_gan.models import GAN
+    from lightning_gan.networks import DCGANDiscriminator, DCGANGenerator
+
+    x = torch.rand(200, 1, 28, 28) + 0.5
+    model = GAN(DCGANGenerator(base_channels=8), DCGANDiscriminator(base_channels=8), augment="translation",
+                augment_translation_ratio=1 / 28)  # fmt: skip
+    module = DiffAugment("translation", translation_ratio=1 / 28)
+    assert model.augment.translation_ratio == module.translation_ratio == pytest.approx(1 / 28)
+    for augment in (lambda t: diff_augment(t, "translation", translation_ratio=1 / 28), module, model.augment):
+        torch.manual_seed(0)
+        out = augment(x)
+        seen = set()
+        for xi, oi in zip(x, out, strict=True):
+            (match,) = [(tx, ty) for tx in range(-4, 5) for ty in range(-4, 5) if torch.equal(oi, shifted(xi, tx, ty))]
+            seen.add(match)
+        assert {tx for tx, _ in seen} == {ty for _, ty in seen} == {-1, 0, 1}
+    assert "translation_ratio=0.0357143" in repr(module)
+    with pytest.raises(ValueError, match="translation_ratio must be in"):
+        DiffAugment("translation", translation_ratio=0.5)
+
+
 def fully_inside_fraction(size: int, ratio: float = 0.5) -> Fraction:
     """Per axis: the fraction of cutout offsets randint(0, size + 1 - c % 2) whose square lies in the image."""
     c = int(size * ratio + 0.5)

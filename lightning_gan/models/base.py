@@ -77,6 +77,8 @@ class AdversarialModule(LightningModule):
         optimizer_g: optimizer factory for the generator's trainable parameters.
         augment: DiffAugment policy applied to every discriminator input during training, e.g.
             ``"color,translation,cutout"``; ``""`` for none.
+        augment_translation_ratio: the largest shift of ``augment``'s ``"translation"``, as a share of the image
+            size (DiffAugment's 1/8 by default; 1/28, one pixel, on MNIST: ``README``, DiffAugment).
         lr_scheduler: learning-rate scheduler factory (e.g. :class:`~lightning_gan.optim.LinearDecayLR`), built once
             for each optimizer and stepped after every training epoch; ``None`` for a constant rate.
         lr_warmup: number of discriminator steps (iterations) over which both players' learning rates ramp up
@@ -97,6 +99,7 @@ class AdversarialModule(LightningModule):
         augment: str = "",
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_warmup: int = 0,
+        augment_translation_ratio: float = 0.125,
     ) -> None:
         super().__init__()
         if isinstance(lr_warmup, bool) or not isinstance(lr_warmup, int) or lr_warmup < 0:
@@ -106,7 +109,7 @@ class AdversarialModule(LightningModule):
         self.optimizer_d = optimizer_d
         self.optimizer_g = optimizer_g
         self.lr_scheduler = lr_scheduler
-        self.augment = DiffAugment(augment)
+        self.augment = DiffAugment(augment, translation_ratio=augment_translation_ratio)
         self.d_steps = 0  # discriminator steps taken, checkpointed (on_save_checkpoint)
         self._window: dict[tuple[str, ...], tuple[Tensor, int]] = {}
 

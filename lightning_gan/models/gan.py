@@ -66,6 +66,8 @@ class GAN(AdversarialModule):
             :class:`~lightning_gan.optim.LinearDecayLR`); ``None`` for a constant rate.
         lr_warmup: discriminator steps over which both learning rates ramp up linearly (0: none); see
             :class:`~lightning_gan.models.base.AdversarialModule`.
+        augment_translation_ratio: the largest shift of ``augment``'s translation, as a share of the image size
+            (DiffAugment's 1/8; on MNIST 1/28, one pixel, kept the generator drawing strokes where 1/8 did not).
 
     Example:
         >>> from lightning_gan.networks import VanillaDiscriminator, VanillaGenerator
@@ -89,6 +91,7 @@ class GAN(AdversarialModule):
         augment: str = "",
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_warmup: int = 0,
+        augment_translation_ratio: float = 0.125,
     ) -> None:
         super().__init__(
             optimizer_d or dcgan_adam,
@@ -96,6 +99,7 @@ class GAN(AdversarialModule):
             augment=augment,
             lr_scheduler=lr_scheduler,
             lr_warmup=lr_warmup,
+            augment_translation_ratio=augment_translation_ratio,
         )
         save_hyperparameters(self, ("generator", "discriminator"))
         if not callable(getattr(generator, "sample_noise", None)):

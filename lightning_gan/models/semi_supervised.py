@@ -136,6 +136,8 @@ class SemiSupervisedGAN(AdversarialModule):
             and the real features) and those gradients are dropped. Without noise in D the two give the same losses
             up to float rounding; with noise they draw it in a different order (the same distribution, other
             numbers).
+        augment_translation_ratio: the largest shift of ``augment``'s translation, as a share of the image size
+            (DiffAugment's 1/8); ``augment_labelled`` keeps 1/8.
 
     Example:
         >>> from lightning_gan.networks import MNISTDiscriminator, MNISTGenerator
@@ -167,6 +169,7 @@ class SemiSupervisedGAN(AdversarialModule):
         init_generator: bool = False,
         init_noise_size: int = 100,
         step_impl: str = "fast",
+        augment_translation_ratio: float = 0.125,
     ) -> None:
         super().__init__(
             optimizer_d or paper_adam,
@@ -174,6 +177,7 @@ class SemiSupervisedGAN(AdversarialModule):
             augment=augment,
             lr_scheduler=lr_scheduler,
             lr_warmup=lr_warmup,
+            augment_translation_ratio=augment_translation_ratio,
         )
         save_hyperparameters(self, ("generator", "discriminator"))
         for name, net, method in (
