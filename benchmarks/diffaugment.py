@@ -3,13 +3,14 @@
     python benchmarks/diffaugment.py --iterations 4000 --threads 1 --json benchmarks/results/diffaugment.json
     python benchmarks/diffaugment.py --quick --json /tmp/diffaugment.json [--data-dir DIR]   # smoke run
     python benchmarks/diffaugment.py --fractions 0.01 --update --json benchmarks/results/diffaugment.json  # add 1 %
-    python benchmarks/diffaugment.py --fractions 0.01 0.1 --augment translation --update --json ...  # another policy
+    python benchmarks/diffaugment.py --fractions 0.01 0.1 --augment translation translation_1px --update --json ...
 
 Six runs by default: ``configs/mnist_dcgan.yaml`` (no augmentation) and ``configs/mnist_dcgan_diffaugment.yaml``
 (DiffAugment, Zhao et al. 2020, policy ``color,translation,cutout`` on every D input of both steps), each with
 ``data.init_args.fraction`` 0.1, 0.2 and 1.0 of the 55,000 non-validation training images (a class-balanced subset
 chosen by ``fraction_seed`` 0, so the 10 % images are the same with and without augmentation). ``--augment
-translation`` adds the second config with the translation policy alone; ``--update`` adds runs to an existing JSON.
+translation`` adds the second config with the translation policy alone, ``translation_1px`` the same with shifts of at
+most one pixel (``augment_translation_ratio`` 1/28); ``--update`` adds runs to an existing JSON.
 
 Budget: every run makes the same number of generator steps, ``--iterations`` (``trainer.max_steps`` is twice that:
 ``global_step`` counts the D and the G step), so limited data means more epochs over fewer images, not less
@@ -50,8 +51,22 @@ CONFIGS = {  # --augment choice: (config, its overrides)
     "diffaugment": (ROOT / "configs" / "mnist_dcgan_diffaugment.yaml", []),
     # the translation policy alone (no colour change, no cutout), which the 20-label semi-supervised fix uses
     "translation": (ROOT / "configs" / "mnist_dcgan_diffaugment.yaml", ["--model.init_args.augment", "translation"]),
+    # the same with shifts of at most one pixel (ratio 1/28) instead of DiffAugment's four (1/8)
+    "translation_1px": (
+        ROOT / "configs" / "mnist_dcgan_diffaugment.yaml",
+        ["--model.init_args.augment", "translation", "--model.init_args.augment_translation_ratio", str(1 / 28)],
+    ),
 }
 DEFAULT_AUGMENT = ["none", "diffaugment"]
+
+
+def augment_label(model: torch.nn.Module) -> str:
+    """The policy, and the translation ratio where it is not DiffAugment's 1/8: ``"translation, ratio 0.0357"``."""
+    if not model.augment.enabled:
+        return "none"
+    ratio = model.augment.translation_ratio
+    translates = "translation" in model.augment.policy.split(",")
+    return model.augment.policy + (f", ratio {ratio:.3g}" if translates and ratio != 0.125 else "")
 
 
 @torch.no_grad()
@@ -86,7 +101,7 @@ def run(
     dm = cli.datamodule
     check = min(1024, len(dm.train_indices))
     return {
-        "augment": cli.model.hparams.augment or "none",
+        "augment": augment_label(cli.model),
         "config": str(config.relative_to(ROOT)),
         "config_overrides": policy,
         "fraction": fraction,

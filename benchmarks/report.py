@@ -598,7 +598,8 @@ def diffaugment_section(data: dict[str, Any] | None, out: Path, md_dir: Path) ->
     lines += [
         "`benchmarks/diffaugment.py`: `configs/mnist_dcgan.yaml` (no augmentation) and "
         "`configs/mnist_dcgan_diffaugment.yaml` (policy `color,translation,cutout`, or `translation` alone where the "
-        "`augment` column says so) with `base_channels` "
+        "`augment` column says so; translations shift by up to 1/8 of the size, 4 pixels, or by up to the ratio "
+        "the column gives: 0.0357 is one pixel) with `base_channels` "
         f"{settings['base_channels']} (the configs: 64; narrower so that the runs fit one CPU core), the same "
         f"{settings['iterations']} generator steps for every run (fewer images: more epochs), FID and IS of "
         f"{settings['num_samples']} samples against as many MNIST test images (domain classifier "
