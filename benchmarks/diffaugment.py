@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config_run import lean_cli  # noqa: E402
 from machine import RESULTS, ROOT, command_line, machine_spec, merge_runs, use_data_dir, write_json  # noqa: E402
 
+from lightning_gan.augment import TRANSLATION_RATIO  # noqa: E402
 from lightning_gan.callbacks import ImageQualityMetrics  # noqa: E402
 
 CONFIGS = {  # --augment choice: (config, its overrides)
@@ -66,7 +67,7 @@ def augment_label(model: torch.nn.Module) -> str:
         return "none"
     ratio = model.augment.translation_ratio
     translates = "translation" in model.augment.policy.split(",")
-    return model.augment.policy + (f", ratio {ratio:.3g}" if translates and ratio != 0.125 else "")
+    return model.augment.policy + (f", ratio {ratio:.3g}" if translates and ratio != TRANSLATION_RATIO else "")
 
 
 @torch.no_grad()

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "POLICIES",
+    "TRANSLATION_RATIO",
     "DiffAugment",
     "diff_augment",
     "rand_brightness",
@@ -61,7 +62,10 @@ def rand_contrast(x: Tensor) -> Tensor:
     return (x - x_mean) * (_per_sample_uniform(x) + 0.5) + x_mean
 
 
-def rand_translation(x: Tensor, ratio: float = 0.125) -> Tensor:
+TRANSLATION_RATIO = 0.125  # the reference's largest translation, as a share of the size: 4 pixels on 28 x 28
+
+
+def rand_translation(x: Tensor, ratio: float = TRANSLATION_RATIO) -> Tensor:
     """Shifts each sample by an integer in [-s, s] per axis, s = int(size * ratio + 0.5), filling with zeros."""
     shift_x, shift_y = int(x.size(2) * ratio + 0.5), int(x.size(3) * ratio + 0.5)
     translation_x = torch.randint(-shift_x, shift_x + 1, size=[x.size(0), 1, 1], device=x.device)
@@ -113,7 +117,10 @@ def _parse_policy(policy: str) -> tuple[str, ...]:
 
 
 def diff_augment(
-    x: Tensor, policy: str = "color,translation,cutout", channels_first: bool = True, translation_ratio: float = 0.125
+    x: Tensor,
+    policy: str = "color,translation,cutout",
+    channels_first: bool = True,
+    translation_ratio: float = TRANSLATION_RATIO,
 ) -> Tensor:
     """Applies the DiffAugment policies to a batch of images, differentiably.
 
@@ -177,7 +184,7 @@ class DiffAugment(nn.Module):
         False
     """
 
-    def __init__(self, policy: str = "color,translation,cutout", translation_ratio: float = 0.125) -> None:
+    def __init__(self, policy: str = "color,translation,cutout", translation_ratio: float = TRANSLATION_RATIO) -> None:
         super().__init__()
         if not 0 <= translation_ratio < 0.5:
             raise ValueError(f"DiffAugment: translation_ratio must be in [0, 0.5), got {translation_ratio!r}")
@@ -190,5 +197,5 @@ class DiffAugment(nn.Module):
         return diff_augment(x, self.policy, translation_ratio=self.translation_ratio)
 
     def extra_repr(self) -> str:
-        ratio = f", translation_ratio={self.translation_ratio:g}" if self.translation_ratio != 0.125 else ""
+        ratio = f", translation_ratio={self.translation_ratio:g}" if self.translation_ratio != TRANSLATION_RATIO else ""
         return f"policy={self.policy!r}{ratio}"

@@ -36,7 +36,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from lightning_gan.augment import DiffAugment
+from lightning_gan.augment import TRANSLATION_RATIO, DiffAugment
 
 __all__ = ["AdversarialModule", "save_hyperparameters", "trainable"]
 
@@ -99,7 +99,7 @@ class AdversarialModule(LightningModule):
         augment: str = "",
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_warmup: int = 0,
-        augment_translation_ratio: float = 0.125,
+        augment_translation_ratio: float = TRANSLATION_RATIO,
     ) -> None:
         super().__init__()
         if isinstance(lr_warmup, bool) or not isinstance(lr_warmup, int) or lr_warmup < 0:

@@ -27,6 +27,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
+from lightning_gan.augment import TRANSLATION_RATIO
 from lightning_gan.losses import GAN_DISCRIMINATOR_LOSSES, GAN_GENERATOR_LOSSES, gradient_penalty
 from lightning_gan.models.base import AdversarialModule, save_hyperparameters
 from lightning_gan.models.ema import EMA
@@ -91,7 +92,7 @@ class GAN(AdversarialModule):
         augment: str = "",
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_warmup: int = 0,
-        augment_translation_ratio: float = 0.125,
+        augment_translation_ratio: float = TRANSLATION_RATIO,
     ) -> None:
         super().__init__(
             optimizer_d or dcgan_adam,

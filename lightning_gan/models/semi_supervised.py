@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torchmetrics import MeanMetric
 
-from lightning_gan.augment import DiffAugment
+from lightning_gan.augment import TRANSLATION_RATIO, DiffAugment
 from lightning_gan.layers import data_dependent_init
 from lightning_gan.losses import (
     feature_matching_loss,
@@ -169,7 +169,7 @@ class SemiSupervisedGAN(AdversarialModule):
         init_generator: bool = False,
         init_noise_size: int = 100,
         step_impl: str = "fast",
-        augment_translation_ratio: float = 0.125,
+        augment_translation_ratio: float = TRANSLATION_RATIO,
     ) -> None:
         super().__init__(
             optimizer_d or paper_adam,
